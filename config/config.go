@@ -65,8 +65,8 @@ type Config struct {
 	InsecureRegistries []string
 	Secrets            map[string]Secret
 
-	// Vars is every key of the merged configuration, known or not: the
-	// template variables.
+	// Vars is every key of the merged configuration, known or not, but
+	// password: the template variables.
 	Vars map[string]any
 }
 
@@ -297,6 +297,9 @@ func fromMap(m map[string]any, lines map[string]position) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// The password is the one key that is not a template variable: a
+	// template that printed it would bake a credential into a layer.
+	delete(c.Vars, "password")
 	return c, nil
 }
 
