@@ -1,6 +1,14 @@
 package changelog
 
-import "errors"
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+)
 
 // ErrMalformed is matched by every error Parse returns for a changelog that
 // cannot be read as a Debian changelog.
@@ -12,8 +20,53 @@ type Entry struct {
 	Version string // exactly as written, epoch and ~ included
 }
 
+// header is dpkg's changelog header regexp (Dpkg::Changelog::Entry::Debian),
+// which python-debian, used by the reference, shares.
+var header = regexp.MustCompile(`(?i)^(\w[-+0-9a-z.]*) \(([^() \t]+)\)((?:\s+[-+0-9a-z.]+)+);(.*?)\s*$`)
+
+// validVersion is python-debian's version syntax. It is laxer than dpkg's
+// (an upstream version may start with a letter, dpkg only warns about it),
+// and the reference accepts whatever python-debian accepts.
+var validVersion = regexp.MustCompile(`^(?:[0-9]+:)?[A-Za-z0-9.+:~-]+?(?:-[A-Za-z0-9+.~]+)?$`)
+
 // Parse reads the top entry of the changelog at path. Errors name the file
 // and, where known, the line.
+//
+// Only the header line is read, by hand rather than with
+// pault.ag/go/debian/changelog: that library insists on a zero-padded day in
+// the trailer's date and so rejects the changelogs the reference docker-pkg
+// wrote (`Mon,  5 Jan 2026`), and it does not need the rest of the entry.
+// Blank lines before the header are skipped, as dpkg-parsechangelog does.
 func Parse(path string) (Entry, error) {
-	panic("TODO")
+	f, err := os.Open(path)
+	if err != nil {
+		return Entry{}, fmt.Errorf("reading changelog: %w", err)
+	}
+	defer f.Close()
+
+	r := bufio.NewReader(f)
+	for n := 1; ; n++ {
+		line, err := r.ReadString('\n')
+		if err != nil && err != io.EOF {
+			return Entry{}, fmt.Errorf("reading %s: %w", path, err)
+		}
+		if strings.TrimSpace(line) != "" {
+			return parseHeader(path, n, strings.TrimRight(line, "\r\n"))
+		}
+		if err == io.EOF {
+			return Entry{}, fmt.Errorf("%s: %w: empty changelog", path, ErrMalformed)
+		}
+	}
+}
+
+func parseHeader(path string, n int, line string) (Entry, error) {
+	m := header.FindStringSubmatch(line)
+	if m == nil {
+		return Entry{}, fmt.Errorf(`%s:%d: %w: header line must look like "name (version) distribution; urgency=..."`,
+			path, n, ErrMalformed)
+	}
+	if !validVersion.MatchString(m[2]) {
+		return Entry{}, fmt.Errorf("%s:%d: %w: invalid version %q", path, n, ErrMalformed, m[2])
+	}
+	return Entry{Name: m[1], Version: m[2]}, nil
 }
