@@ -1,5 +1,6 @@
 // Package testenv gives tests the real services they run against: the Docker
-// daemon started by scripts/docker-up and, later, a registry on loopback.
+// daemon started by scripts/docker-up, base images made locally, and a
+// distribution registry on loopback.
 // With CI=true a missing service fails the test instead of skipping it, so a
 // CI run can never pass by testing nothing.
 package testenv

@@ -1,0 +1,396 @@
+package image
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// ErrNoCredentials is matched (errors.Is) by Publish when neither the
+// configuration nor Docker's credential store has credentials for the
+// registry.
+var ErrNoCredentials = errors.New("no credentials for the registry")
+
+// ErrPlainHTTP is matched (errors.Is) when a registry call would have gone
+// over plain HTTP to a registry that is neither on loopback nor listed in
+// insecure_registries.
+var ErrPlainHTTP = errors.New("plain HTTP is allowed only for loopback registries and those in insecure_registries")
+
+// Registry talks to the configured registry: whether an image is published,
+// whether we hold credentials, and pulls and pushes through the daemon.
+//
+// A nil *Registry, what NewRegistry returns when no registry is configured,
+// is valid: nothing is published, there are no credentials, Pull does
+// nothing and Publish fails. It is safe for concurrent use; all calls share
+// one HTTP transport.
+type Registry struct {
+	host               string // cfg.Registry, as go-containerregistry names it
+	username, password string
+	insecure           []string
+	attempts           int
+	backoff            time.Duration
+	timeout            time.Duration
+	puller             *remote.Puller
+
+	mu      sync.Mutex
+	secrets []string // every credential seen, removed from error messages
+}
+
+// RegistryOption changes a Registry made by NewRegistry.
+type RegistryOption func(*Registry)
+
+// WithRetry sets how many times a registry call is tried and the wait after
+// the first failure, doubled after each further one. Default: 3 attempts,
+// 200ms.
+func WithRetry(attempts int, backoff time.Duration) RegistryOption {
+	return func(r *Registry) { r.attempts, r.backoff = attempts, backoff }
+}
+
+// WithTimeout bounds one call (all its attempts). Default: 30s.
+func WithTimeout(d time.Duration) RegistryOption {
+	return func(r *Registry) { r.timeout = d }
+}
+
+// NewRegistry prepares calls to cfg.Registry honouring http_proxy,
+// ca_bundle and insecure_registries. It returns nil, nil when cfg.Registry
+// is empty.
+func NewRegistry(cfg *config.Config, opts ...RegistryOption) (*Registry, error) {
+	if cfg.Registry == "" {
+		return nil, nil
+	}
+	reg, err := name.NewRegistry(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("registry %q: %w", cfg.Registry, err)
+	}
+	r := &Registry{
+		host:     reg.RegistryStr(),
+		insecure: cfg.InsecureRegistries,
+		attempts: 3,
+		backoff:  200 * time.Millisecond,
+		timeout:  30 * time.Second,
+	}
+	// As the reference: both or nothing; half a pair falls back to the
+	// credential store.
+	if cfg.Username != "" && cfg.Password != "" {
+		r.username, r.password = cfg.Username, cfg.Password
+		r.remember(cfg.Password, base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+cfg.Password)))
+	}
+	for _, opt := range opts {
+		opt(r)
+	}
+	if r.attempts < 1 || r.backoff < 0 || r.timeout <= 0 {
+		return nil, fmt.Errorf("registry options: want at least 1 attempt, a backoff >= 0 and a timeout > 0, got %d, %s, %s", r.attempts, r.backoff, r.timeout)
+	}
+
+	tr, err := r.transport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Retries are ours (see Published), so go-containerregistry's own are
+	// turned off: one attempt per call to it.
+	r.puller, err = remote.NewPuller(
+		remote.WithTransport(tr),
+		remote.WithAuthFromKeychain(keychain{r}),
+		remote.WithRetryPredicate(func(error) bool { return false }),
+		remote.WithRetryStatusCodes(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %w", r.host, err)
+	}
+	return r, nil
+}
+
+// transport is the one transport every call shares, so connections are
+// reused across parallel checks.
+func (r *Registry) transport(cfg *config.Config) (http.RoundTripper, error) {
+	proxy := http.ProxyFromEnvironment
+	if cfg.HTTPProxy != "" {
+		u, err := url.Parse(cfg.HTTPProxy)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("http_proxy %q: not a URL like http://proxy:8080", cfg.HTTPProxy)
+		}
+		// Like Go's own ProxyFromEnvironment, never proxy loopback.
+		proxy = func(req *http.Request) (*url.URL, error) {
+			if isLoopback(req.URL.Host) {
+				return nil, nil
+			}
+			return u, nil
+		}
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if cfg.CABundle != "" {
+		pem, err := os.ReadFile(cfg.CABundle)
+		if err != nil {
+			return nil, fmt.Errorf("ca_bundle: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_bundle %s: no PEM certificate found", cfg.CABundle)
+		}
+	}
+	base := &http.Transport{
+		Proxy:                 proxy,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+	}
+	return httpGuard{base, r.plainHTTP}, nil
+}
+
+// httpGuard refuses plain HTTP to hosts Docker would not use it for:
+// go-containerregistry also falls back to HTTP for private (RFC 1918)
+// addresses and *.localhost, Docker does not.
+type httpGuard struct {
+	inner   http.RoundTripper
+	allowed func(host string) bool
+}
+
+func (g httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !g.allowed(req.URL.Host) {
+		return nil, fmt.Errorf("http://%s: %w", req.URL.Host, ErrPlainHTTP)
+	}
+	return g.inner.RoundTrip(req)
+}
+
+// plainHTTP is Docker's rule: loopback registries, and those listed in
+// insecure_registries (host, host:port, or a CIDR of addresses).
+func (r *Registry) plainHTTP(host string) bool {
+	if isLoopback(host) {
+		return true
+	}
+	hostname := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		hostname = h
+	}
+	for _, entry := range r.insecure {
+		if entry == host || entry == hostname {
+			return true
+		}
+		if _, cidr, err := net.ParseCIDR(entry); err == nil {
+			if ip := net.ParseIP(hostname); ip != nil && cidr.Contains(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isLoopback says whether host[:port] is localhost, 127.0.0.0/8 or ::1.
+func isLoopback(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// reference parses a full label, marking it insecure when plain HTTP may
+// be used for its registry.
+func (r *Registry) reference(label string) (name.Reference, error) {
+	ref, err := name.ParseReference(label)
+	if err != nil {
+		return nil, err
+	}
+	if r.plainHTTP(ref.Context().RegistryStr()) {
+		return name.ParseReference(label, name.Insecure)
+	}
+	return ref, nil
+}
+
+// Published says whether label is in its registry, and its manifest
+// digest. A registry that answers 404 (manifest or repository unknown)
+// means not published; anything else that is not an answer (401, 403, 5xx,
+// timeouts, refused connections) is retried and then returned as an error,
+// never taken for "not published".
+func (r *Registry) Published(ctx context.Context, label string) (digest string, ok bool, err error) {
+	if r == nil {
+		return "", false, nil
+	}
+	ref, err := r.reference(label)
+	if err != nil {
+		return "", false, fmt.Errorf("checking %s: %w", label, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	wait := r.backoff
+	for attempt := 1; ; attempt++ {
+		desc, err := r.puller.Head(ctx, ref)
+		switch {
+		case err == nil:
+			return desc.Digest.String(), true, nil
+		case notFound(err):
+			return "", false, nil
+		case attempt == r.attempts || !retriable(err):
+			return "", false, r.redact(fmt.Errorf("checking %s: %w", label, err))
+		}
+		select {
+		case <-ctx.Done():
+			return "", false, r.redact(fmt.Errorf("checking %s: %w (after %d attempts, last: %v)", label, ctx.Err(), attempt, err))
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func notFound(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	if terr.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			return true
+		}
+	}
+	return false
+}
+
+// retriable: not for our own refusals, the caller's deadline, or a 4xx
+// other than 401/403/408/429, which another try would not change.
+func retriable(err error) bool {
+	if errors.Is(err, ErrPlainHTTP) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode >= 400 && terr.StatusCode < 500 {
+		switch terr.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout, http.StatusTooManyRequests:
+			return true
+		}
+		return false
+	}
+	return true
+}
+
+// Credentials says whether publishing can happen: the configuration has a
+// username and password, or Docker's credential store has an entry for the
+// registry.
+func (r *Registry) Credentials(ctx context.Context) (found bool, err error) {
+	if r == nil {
+		return false, nil
+	}
+	ac, err := r.authConfig(ctx, r.host)
+	if err != nil {
+		return false, err
+	}
+	return ac != authn.AuthConfig{}, nil
+}
+
+// authConfig is the credential for a registry: the configured one for our
+// registry, else the keychain's. The configured credential never goes to
+// another registry.
+func (r *Registry) authConfig(ctx context.Context, host string) (authn.AuthConfig, error) {
+	reg, err := name.NewRegistry(host)
+	if err != nil {
+		return authn.AuthConfig{}, fmt.Errorf("registry %q: %w", host, err)
+	}
+	auth, err := keychain{r}.ResolveContext(ctx, reg)
+	if err != nil {
+		return authn.AuthConfig{}, err
+	}
+	ac, err := authn.Authorization(ctx, auth)
+	if err != nil {
+		return authn.AuthConfig{}, r.redact(fmt.Errorf("credentials for %s: %w", host, err))
+	}
+	if ac.Auth != "" && ac.Username == "" {
+		// config.json's "auth" is base64 of user:password.
+		if raw, err := base64.StdEncoding.DecodeString(ac.Auth); err == nil {
+			ac.Username, ac.Password, _ = strings.Cut(string(raw), ":")
+		}
+	}
+	r.remember(ac.Password, ac.Auth, ac.IdentityToken, ac.RegistryToken)
+	return *ac, nil
+}
+
+// keychain gives go-containerregistry the same credentials as authConfig:
+// the configured ones for our registry, else Docker's own (config.json and
+// credential helpers, through authn.DefaultKeychain).
+type keychain struct{ r *Registry }
+
+func (k keychain) Resolve(res authn.Resource) (authn.Authenticator, error) {
+	return k.ResolveContext(context.Background(), res)
+}
+
+func (k keychain) ResolveContext(ctx context.Context, res authn.Resource) (authn.Authenticator, error) {
+	r := k.r
+	if res.RegistryStr() == r.host && r.username != "" {
+		return authn.FromConfig(authn.AuthConfig{Username: r.username, Password: r.password}), nil
+	}
+	auth, err := authn.Resolve(ctx, authn.DefaultKeychain, res)
+	if err != nil {
+		return nil, r.redact(fmt.Errorf("reading Docker credentials for %s: %w", res.RegistryStr(), err))
+	}
+	return auth, nil
+}
+
+// remember adds credentials to the list redact removes.
+func (r *Registry) remember(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range secrets {
+		if s != "" {
+			r.secrets = append(r.secrets, s)
+		}
+	}
+}
+
+// redact keeps any credential out of an error's message: errors end up in
+// logs and on the terminal.
+func (r *Registry) redact(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := r.redactString(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg, err}
+}
+
+func (r *Registry) redactString(s string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, secret := range r.secrets {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	return s
+}
+
+// redactedError still unwraps, so errors.Is works, but prints no secret.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
