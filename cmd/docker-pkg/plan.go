@@ -1,8 +1,203 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker-pkg/docker-pkg/builder"
+	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
+)
+
+type planOptions struct {
+	selector string
+	json     bool
+	noPull   bool
+}
 
 func newPlanCmd(g *globals) *cobra.Command {
-	_ = g
-	return notImplemented("plan")
+	o := &planOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan [--select GLOB] [--json] [--no-pull] DIR",
+		Short: "Show what build would do: each image's state and the build chain",
+		Long: `plan scans DIR and prints, without building anything, what "docker-pkg build"
+would do with the same flags.
+
+It lists every image whose full label matches --select, plus the images the
+build chain adds because a selected image needs them, parents first (the order
+build uses). Each line gives the image's position in the build chain ("-" when
+it will not be built), its state, full label and why it is in that state:
+
+  to_build   not built, or no Docker daemon to ask
+  built      present in the local daemon
+  published  present in the registry
+  error      the daemon or registry could not be asked
+
+The build chain is every to_build image whose full label matches --select,
+preceded by its to_build dependencies, recursively. --select is a shell glob
+matched against the whole full label as the reference's fnmatch does: "*" also
+matches "/", so '*node*' selects registry/namespace/node20:1.0-1.
+
+Without a Docker daemon plan still works: every image is to_build, and it says
+so once on stderr. Warnings from the scan (half-defined folders, dependencies
+the templates use but control does not list) go to stderr.
+
+--json prints one object, {"images": [...]}, each image with name, tag,
+label, dir (relative to DIR), depends (short names of the scanned images it
+depends on), state, reason, code (the reason for programs), selected (matches
+--select) and build (in the build chain).`,
+		Example: `  docker-pkg -c fixtures/config.yaml plan fixtures/images
+  docker-pkg plan --select '*/app*' images
+  docker-pkg plan --json images | jq -r '.images[] | select(.build) | .label'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPlan(cmd.Context(), g, o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&o.selector, "select", "*", "shell glob on the full label of the images to build")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the plan as JSON")
+	cmd.Flags().BoolVar(&o.noPull, "no-pull", false, "plan as build --no-pull: an image absent locally is to_build even if published")
+	return cmd
+}
+
+func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout, stderr io.Writer) error {
+	if _, err := builder.Glob(o.selector); err != nil {
+		return err
+	}
+	tree, cfg, err := scanTree(ctx, g, dir, stderr)
+	if err != nil {
+		return err
+	}
+	src := builder.Sources{Pull: cfg.Registry != "" && !o.noPull}
+	// The registry check (published state) plugs in here as src.Registry.
+	if docker, err := daemon(ctx); err != nil {
+		fmt.Fprintf(stderr, "docker-pkg: no Docker daemon (%v): every image not published is shown as to_build\n", err)
+	} else {
+		defer docker.Close()
+		src.Local = builder.LocalStatus(docker)
+	}
+	states, err := tree.Assess(ctx, src)
+	if err != nil {
+		return err
+	}
+	plan, err := tree.Plan(states, o.selector)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printPlanJSON(stdout, tree, plan)
+	}
+	return printPlan(stdout, plan)
+}
+
+// scanTree loads the configuration, scans dir and prints the scan's
+// warnings on stderr.
+func scanTree(ctx context.Context, g *globals, dir string, stderr io.Writer, opts ...builder.ScanOption) (*builder.Tree, *config.Config, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	logger, closer, err := g.logger(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closer.Close()
+	n := image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace}
+	tree, err := builder.Scan(ctx, dir, cfg, n, append(opts, builder.WithLogger(logger))...)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range tree.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	return tree, cfg, nil
+}
+
+// daemon returns a client for the local Docker daemon, or why there is
+// none.
+func daemon(ctx context.Context) (*client.Client, error) {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return cli, nil
+}
+
+func printPlan(w io.Writer, plan *builder.Plan) error {
+	if len(plan.Entries) == 0 {
+		_, err := fmt.Fprintln(w, "No image matches the selection.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUILD\tSTATE\tLABEL\tREASON")
+	step := 0
+	for _, e := range plan.Entries {
+		pos := "-"
+		if e.Build {
+			step++
+			pos = fmt.Sprint(step)
+		}
+		reason := e.Reason
+		if !e.Selected {
+			reason += "; needed by the selection"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pos, e.State, e.Image.Label(), reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d of %d images to build.\n", step, len(plan.Entries))
+	return err
+}
+
+type planJSON struct {
+	Images []planImageJSON `json:"images"`
+}
+
+type planImageJSON struct {
+	Name     string        `json:"name"`
+	Tag      string        `json:"tag"`
+	Label    string        `json:"label"`
+	Dir      string        `json:"dir"`
+	Depends  []string      `json:"depends"`
+	State    builder.State `json:"state"`
+	Reason   string        `json:"reason"`
+	Code     builder.Code  `json:"code"`
+	Selected bool          `json:"selected"`
+	Build    bool          `json:"build"`
+}
+
+func printPlanJSON(w io.Writer, tree *builder.Tree, plan *builder.Plan) error {
+	out := planJSON{Images: []planImageJSON{}}
+	for _, e := range plan.Entries {
+		dir, err := filepath.Rel(tree.Dir, e.Image.Dir)
+		if err != nil {
+			return err
+		}
+		depends := []string{}
+		for _, p := range tree.Parents(e.Image.Name) {
+			depends = append(depends, p.Name)
+		}
+		out.Images = append(out.Images, planImageJSON{
+			Name: e.Image.Name, Tag: e.Image.Tag, Label: e.Image.Label(), Dir: filepath.ToSlash(dir),
+			Depends: depends, State: e.State, Reason: e.Reason, Code: e.Code,
+			Selected: e.Selected, Build: e.Build,
+		})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }

@@ -1,0 +1,294 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/moby/moby/client"
+	"golang.org/x/sync/errgroup"
+)
+
+// State is where an image stands in a build.
+type State string
+
+// The states of SPEC "States and the build".
+const (
+	ToBuild   State = "to_build"
+	Built     State = "built"     // in the local daemon
+	Verified  State = "verified"  // built and its test passed
+	Published State = "published" // in the registry
+	Error     State = "error"
+)
+
+// Code says, for programs, why an image is in its initial state.
+type Code string
+
+// Reason codes; Assessment.Reason says the same in words.
+const (
+	CodeNotBuilt     Code = "not_built"     // not in the local daemon (nor the registry, if checked)
+	CodeNoDaemon     Code = "no_daemon"     // no daemon to ask: assumed not built
+	CodeBuiltLocally Code = "built_locally" // in the local daemon
+	CodePublished    Code = "published"     // in the registry
+	CodeCheckFailed  Code = "check_failed"  // asking the daemon or registry failed
+)
+
+// Status says whether the image with this full label is present in one
+// place: the local daemon or the registry.
+type Status func(ctx context.Context, label string) (bool, error)
+
+// ImageInspector is the one Engine API call LocalStatus needs; the moby
+// client satisfies it.
+type ImageInspector interface {
+	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
+}
+
+// LocalStatus reports whether the local daemon has an image.
+func LocalStatus(c ImageInspector) Status {
+	return func(ctx context.Context, label string) (bool, error) {
+		_, err := c.ImageInspect(ctx, label)
+		switch {
+		case err == nil:
+			return true, nil
+		case cerrdefs.IsNotFound(err):
+			return false, nil
+		}
+		return false, fmt.Errorf("inspecting %s in the local daemon: %w", label, err)
+	}
+}
+
+// Sources says where Assess looks for images.
+type Sources struct {
+	Local    Status // nil: no daemon, every image not published is to_build
+	Registry Status // nil: no registry, nothing is published
+	// Pull: pulling is allowed (no --no-pull), so the registry is asked
+	// first and a published image is not rebuilt even if absent locally.
+	Pull bool
+}
+
+// Assessment is an image's state and why.
+type Assessment struct {
+	State  State
+	Code   Code
+	Reason string // plain words: "not built", "built locally", ...
+}
+
+// States maps short names to their assessment.
+type States map[string]Assessment
+
+// Assess finds every image's initial state, asking the sources for up to
+// scan_workers images at once. A failed check puts that image in Error; only
+// a cancelled ctx fails the whole.
+func (t *Tree) Assess(ctx context.Context, src Sources) (States, error) {
+	out := make([]Assessment, len(t.Images))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(t.workers, 1))
+	for i, img := range t.Images {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			out[i] = assess(gctx, img.Label(), src)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("checking image states: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("checking image states: %w", err)
+	}
+	states := make(States, len(out))
+	for i, img := range t.Images {
+		states[img.Name] = out[i]
+	}
+	return states, nil
+}
+
+func assess(ctx context.Context, label string, src Sources) Assessment {
+	failed := func(err error) Assessment { return Assessment{Error, CodeCheckFailed, err.Error()} }
+	published := func() (bool, error) {
+		if src.Registry == nil {
+			return false, nil
+		}
+		return src.Registry(ctx, label)
+	}
+	local := func() (bool, error) {
+		if src.Local == nil {
+			return false, nil
+		}
+		return src.Local(ctx, label)
+	}
+	notBuilt := Assessment{ToBuild, CodeNotBuilt, "not built"}
+	switch {
+	case src.Local == nil:
+		notBuilt = Assessment{ToBuild, CodeNoDaemon, "not checked: no Docker daemon"}
+	case src.Registry != nil:
+		notBuilt.Reason = "not built locally nor published"
+	}
+	isPublished := Assessment{Published, CodePublished, "published in the registry"}
+	isBuilt := Assessment{Built, CodeBuiltLocally, "built locally"}
+
+	if src.Pull {
+		ok, err := published()
+		if err != nil {
+			return failed(err)
+		}
+		if ok {
+			return isPublished
+		}
+		if ok, err = local(); err != nil {
+			return failed(err)
+		}
+		if ok {
+			return isBuilt
+		}
+		return notBuilt
+	}
+	ok, err := local()
+	if err != nil {
+		return failed(err)
+	}
+	if !ok {
+		return notBuilt
+	}
+	if ok, err = published(); err != nil {
+		return failed(err)
+	}
+	if ok {
+		return isPublished
+	}
+	return isBuilt
+}
+
+// Plan is what a build would do with a selection.
+type Plan struct {
+	// Entries are the images the selection matches plus the dependencies
+	// the build chain adds, parents first.
+	Entries []Entry
+}
+
+// Entry is one image of a Plan.
+type Entry struct {
+	Image *image.Image
+	Assessment
+	Selected bool // its full label matches the selection
+	Build    bool // in the build chain
+}
+
+// Chain returns the images to build, in build order (parents first).
+func (p *Plan) Chain() []*image.Image {
+	var out []*image.Image
+	for _, e := range p.Entries {
+		if e.Build {
+			out = append(out, e.Image)
+		}
+	}
+	return out
+}
+
+// Plan selects the build chain: every to_build image whose full label
+// matches glob (a shell glob as Python's fnmatch reads it: `*` also matches
+// `/`), preceded by its to_build dependencies, recursively. The recursion
+// stops at a dependency in any other state, as the reference's does. An
+// image missing from states counts as to_build.
+func (t *Tree) Plan(states States, glob string) (*Plan, error) {
+	match, err := Glob(glob)
+	if err != nil {
+		return nil, err
+	}
+	state := func(i int) Assessment {
+		if a, ok := states[t.Images[i].Name]; ok {
+			return a
+		}
+		return Assessment{ToBuild, CodeNotBuilt, "not built"}
+	}
+	selected := make([]bool, len(t.Images))
+	build := make([]bool, len(t.Images))
+	var stack []int
+	for i, img := range t.Images {
+		if match(img.Label()) {
+			selected[i] = true
+			if state(i).State == ToBuild && !build[i] {
+				build[i] = true
+				stack = append(stack, i)
+			}
+		}
+	}
+	for len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, p := range t.nodes[i].parents {
+			if !build[p] && state(p).State == ToBuild {
+				build[p] = true
+				stack = append(stack, p)
+			}
+		}
+	}
+	p := &Plan{}
+	for i, img := range t.Images { // Images is parents first
+		if selected[i] || build[i] {
+			p.Entries = append(p.Entries, Entry{Image: img, Assessment: state(i), Selected: selected[i], Build: build[i]})
+		}
+	}
+	return p, nil
+}
+
+// ErrBadPattern is matched by the error Glob returns for a malformed
+// pattern.
+var ErrBadPattern = errors.New("malformed --select pattern")
+
+// Glob compiles a shell pattern with the semantics of Python's fnmatch,
+// which the reference uses for --select: `*` matches any string, `/`
+// included (path.Match's `*` stops at `/`, and every label with a namespace
+// has one), `?` one character, `[seq]` and `[!seq]` a character class.
+func Glob(pattern string) (func(label string) bool, error) {
+	var re strings.Builder
+	re.WriteString(`(?s)^`)
+	for i := 0; i < len(pattern); i++ {
+		switch c := pattern[i]; c {
+		case '*':
+			re.WriteString(`.*`)
+		case '?':
+			re.WriteString(`.`)
+		case '[':
+			j := i + 1
+			if j < len(pattern) && pattern[j] == '!' {
+				j++
+			}
+			if j < len(pattern) && pattern[j] == ']' {
+				j++
+			}
+			for j < len(pattern) && pattern[j] != ']' {
+				j++
+			}
+			if j >= len(pattern) { // no closing bracket: a literal '['
+				re.WriteString(`\[`)
+				continue
+			}
+			class := pattern[i+1 : j]
+			re.WriteByte('[')
+			if strings.HasPrefix(class, "!") {
+				re.WriteByte('^')
+				class = class[1:]
+			} else if strings.HasPrefix(class, "^") {
+				re.WriteByte('\\')
+			}
+			re.WriteString(strings.NewReplacer(`\`, `\\`, `[`, `\[`).Replace(class))
+			re.WriteByte(']')
+			i = j
+		default:
+			re.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	re.WriteByte('$')
+	compiled, err := regexp.Compile(re.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %v", ErrBadPattern, pattern, err)
+	}
+	return compiled.MatchString, nil
+}

@@ -1,0 +1,305 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/image"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrDuplicate is matched by the error Scan returns when two folders define
+// the same short name.
+var ErrDuplicate = errors.New("duplicate image name")
+
+// Warning is a problem Scan found that does not stop a build or a plan.
+type Warning struct {
+	Path    string // the file (path:line where known) or folder to look at
+	Message string
+}
+
+func (w Warning) String() string { return w.Path + ": " + w.Message }
+
+// ScanOption changes how Scan works.
+type ScanOption func(*scanOptions)
+
+type scanOptions struct {
+	strict bool
+	logger *slog.Logger
+}
+
+// WithStrictDependencies makes a dependency on an image that is neither
+// scanned nor in base_images an error (update needs every image it must
+// bump). Default: such a dependency is a Warning.
+func WithStrictDependencies() ScanOption {
+	return func(o *scanOptions) { o.strict = true }
+}
+
+// WithLogger sends debug messages (each image loaded) to l. Default (and
+// nil): none.
+func WithLogger(l *slog.Logger) ScanOption {
+	return func(o *scanOptions) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// Tree is a scanned directory of image definitions and the graph between
+// them.
+type Tree struct {
+	Dir      string         // absolute path of the scanned directory
+	Images   []*image.Image // parents before children; see Order
+	Warnings []Warning      // sorted by path
+
+	naming  image.Naming
+	workers int
+	byName  map[string]int // short name -> index in Images
+	nodes   []node         // parallel to Images
+	missing []image.Dependency
+}
+
+// node is one image's place in the graph; ints index Tree.Images.
+type node struct {
+	parents  []int // sorted by name
+	children []int // sorted by name
+	implied  map[int]bool
+	bases    []string // base image labels it uses
+	level    int      // 1 + the highest level of its parents
+}
+
+// scanned is what a worker learns about one image folder.
+type scanned struct {
+	img  *image.Image
+	refs []templateRef
+	err  error
+}
+
+// templateRef is an image a template names through image_tag.
+type templateRef struct {
+	name string
+	file string
+	line int
+}
+
+// Scan reads every image definition under dir and builds the dependency
+// graph. A folder holding both Dockerfile.template and changelog is an
+// image; folders inside it are still walked; hidden folders (.git) are not.
+// Errors in several images are reported together.
+func Scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, opts ...ScanOption) (*Tree, error) {
+	o := scanOptions{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("scanning %s: %w", dir, err)
+	}
+	dirs, warnings, err := walk(abs)
+	if err != nil {
+		return nil, err
+	}
+
+	workers := max(cfg.ScanWorkers, 1)
+	results := make([]scanned, len(dirs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for i, d := range dirs {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			results[i] = load(d, n)
+			if results[i].err == nil {
+				o.logger.Debug("loaded image", "name", results[i].img.Name, "dir", d)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("scanning %s: %w", abs, err)
+	}
+
+	var errs []error
+	for _, r := range results {
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	t := &Tree{Dir: abs, Warnings: warnings, naming: n, workers: workers}
+	if err := t.link(results, cfg.BaseImages, o.strict); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(t.Warnings, func(i, j int) bool { return t.Warnings[i].Path < t.Warnings[j].Path })
+	o.logger.Debug("scanned", "dir", abs, "images", len(t.Images), "warnings", len(t.Warnings))
+	return t, nil
+}
+
+// walk returns the image folders under root, sorted, and a warning for
+// every folder holding only one of the two files that make an image.
+func walk(root string) ([]string, []Warning, error) {
+	type found struct{ template, changelog bool }
+	folders := map[string]*found{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("scanning %s: %w", root, err)
+		}
+		if d.IsDir() {
+			if path != root && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch d.Name() {
+		case image.TemplateFile, image.ChangelogFile:
+			dir := filepath.Dir(path)
+			f := folders[dir]
+			if f == nil {
+				f = &found{}
+				folders[dir] = f
+			}
+			if d.Name() == image.TemplateFile {
+				f.template = true
+			} else {
+				f.changelog = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		dirs     []string
+		warnings []Warning
+	)
+	for dir, f := range folders {
+		switch {
+		case f.template && f.changelog:
+			dirs = append(dirs, dir)
+		case f.template:
+			warnings = append(warnings, Warning{dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
+		default:
+			warnings = append(warnings, Warning{dir, "has " + image.ChangelogFile + " but no " + image.TemplateFile + "; skipped"})
+		}
+	}
+	sort.Strings(dirs)
+	return dirs, warnings, nil
+}
+
+func load(dir string, n image.Naming) scanned {
+	img, err := image.Load(dir, n)
+	if err != nil {
+		return scanned{err: err}
+	}
+	r := scanned{img: img}
+	files := []string{image.TemplateFile}
+	if img.BuildStage {
+		files = append(files, image.BuildTemplateFile)
+	}
+	for _, name := range files {
+		path := filepath.Join(dir, name)
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return scanned{err: fmt.Errorf("reading template: %w", err)}
+		}
+		r.refs = append(r.refs, templateRefs(path, string(src))...)
+	}
+	return r
+}
+
+// templateRefs finds the image names a template passes to image_tag, in
+// Jinja (`"x" | image_tag`) or Go template (`image_tag "x"`) form. It reads
+// the source, not a render: good enough to order the graph and to warn
+// about a Depends that control forgot, and far cheaper than a regexp over
+// every template of a large tree.
+func templateRefs(path, src string) []templateRef {
+	const word = "image_tag"
+	var refs []templateRef
+	line, counted := 1, 0
+	for at := 0; ; {
+		k := strings.Index(src[at:], word)
+		if k < 0 {
+			return refs
+		}
+		k += at
+		at = k + len(word)
+		if k > 0 && isNameByte(src[k-1]) || at < len(src) && isNameByte(src[at]) {
+			continue // part of a longer identifier
+		}
+		name, ok := quotedBefore(src[:k])
+		if !ok {
+			name, ok = quotedAfter(src[at:])
+		}
+		if !ok {
+			continue
+		}
+		line += strings.Count(src[counted:k], "\n")
+		counted = k
+		refs = append(refs, templateRef{name, path, line})
+	}
+}
+
+// quotedBefore matches `"name" |` at the end of s.
+func quotedBefore(s string) (string, bool) {
+	s = strings.TrimRight(s, " \t\n")
+	if !strings.HasSuffix(s, "|") {
+		return "", false
+	}
+	s = strings.TrimRight(s[:len(s)-1], " \t\n")
+	if s == "" || s[len(s)-1] != '"' && s[len(s)-1] != '\'' {
+		return "", false
+	}
+	q := s[len(s)-1]
+	s = s[:len(s)-1]
+	start := strings.LastIndexByte(s, q)
+	if start < 0 || !validName(s[start+1:]) {
+		return "", false
+	}
+	return s[start+1:], true
+}
+
+// quotedAfter matches ` "name"` or `("name"` at the start of s.
+func quotedAfter(s string) (string, bool) {
+	s = strings.TrimLeft(s, " \t\n")
+	if strings.HasPrefix(s, "(") {
+		s = strings.TrimLeft(s[1:], " \t\n")
+	}
+	if s == "" || s[0] != '"' && s[0] != '\'' {
+		return "", false
+	}
+	end := strings.IndexByte(s[1:], s[0])
+	if end < 0 || !validName(s[1:1+end]) {
+		return "", false
+	}
+	return s[1 : 1+end], true
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// validName is an image short name as control files may write it.
+func validName(s string) bool {
+	if s == "" || !isNameByte(s[0]) || s[0] == '_' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isNameByte(c) && c != '.' && c != '+' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
