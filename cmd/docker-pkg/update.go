@@ -1,8 +1,120 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/docker-pkg/docker-pkg/builder"
+	"github.com/spf13/cobra"
+)
+
+type updateOptions struct {
+	reason   string
+	version  string
+	selector string
+	dryRun   bool
+}
 
 func newUpdateCmd(g *globals) *cobra.Command {
-	_ = g
-	return notImplemented("update")
+	o := &updateOptions{}
+	cmd := &cobra.Command{
+		Use:   "update [--reason TEXT] [--version V] [--dry-run] {NAME | --select GLOB} DIR",
+		Short: "Add a changelog entry to an image and every image that depends on it",
+		Long: `update gives the image NAME, and every image under DIR that depends on it
+directly or not (control files and image_tag in templates alike), a new entry
+at the top of its changelog, so that the next build rebuilds them.
+
+NAME is an image's short name, matched exactly: "update php" does not touch
+sury-php. Instead of NAME, --select GLOB updates every image whose full label
+matches the shell glob ("*" also matches "/"; '*php:*' is what the reference's
+"update php" selected), and the images that depend on them; then only DIR is
+given.
+
+NAME gets version V with --version (it must sort above the current version);
+every other image, and NAME without --version, gets its version bumped:
+1.2.0-1 -> 1.2.0-1-s1, 1.2.0-1-s1 -> 1.2.0-1-s2 (the letter is the update_id
+setting). The entry of NAME says the reason; the others say
+"Refresh for update in parent image NAME:" and the reason.
+
+Every new version is worked out before anything is written. If any image
+cannot be updated (a version that cannot be bumped, --version not above the
+current one, a version constraint the update breaks, a dependency on an
+unknown image anywhere under DIR), nothing is written and every problem is
+listed. Otherwise each changelog is rewritten in full next to the original and
+only when all are ready renamed over them: an error or an interrupt leaves
+every changelog as it was.
+
+The author is DEBFULLNAME, else git's user.name, else fallback_author; the
+email DEBEMAIL, else git's user.email, else fallback_email.
+
+It prints each image updated, parents first, as "* NAME OLD -> NEW";
+--dry-run also prints the entries it would write, and writes nothing.`,
+		Example: `  docker-pkg update --reason 'CVE-2026-1234 in libfoo' core images
+  docker-pkg update --version 1.3.0-1 --dry-run core images
+  docker-pkg update --select '*/php*' images`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if o.selector != "" {
+				if len(args) != 1 {
+					return fmt.Errorf("with --select, give only DIR (got %d arguments)", len(args))
+				}
+				return nil
+			}
+			if len(args) != 2 {
+				return fmt.Errorf("give NAME and DIR, or --select GLOB and DIR (got %d arguments)", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, dir := "", args[len(args)-1]
+			if len(args) == 2 {
+				name = args[0]
+			}
+			return runUpdate(cmd.Context(), g, o, name, dir, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&o.reason, "reason", builder.DefaultReason, "reason for the update, written in NAME's entry (may hold newlines)")
+	cmd.Flags().StringVar(&o.version, "version", "", "new version of NAME (default: its version bumped); not with --select")
+	cmd.Flags().StringVar(&o.selector, "select", "", "shell glob on full labels: update the images it matches instead of NAME")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the entries without writing them")
+	return cmd
+}
+
+func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir string, stdout, stderr io.Writer) error {
+	if o.version != "" && o.selector != "" {
+		return errors.New("--version applies to NAME; it cannot be used with --select")
+	}
+	tree, cfg, err := scanTree(ctx, g, dir, stderr)
+	if err != nil {
+		return err
+	}
+	req := builder.NewUpdateRequest(cfg, time.Now())
+	req.Name, req.Select, req.Reason, req.Version = name, o.selector, o.reason, o.version
+	res, err := tree.Update(req)
+	if err != nil {
+		return err
+	}
+	for _, c := range res.Changes {
+		fmt.Fprintf(stdout, "* %s %s -> %s\n", c.Image.Name, c.Old, c.New)
+	}
+	if o.dryRun {
+		fmt.Fprintln(stdout)
+		for _, c := range res.Changes {
+			path := c.Path
+			if rel, err := filepath.Rel(tree.Dir, c.Path); err == nil {
+				path = filepath.Join(dir, rel) // as the user wrote DIR
+			}
+			fmt.Fprintf(stdout, "--- %s\n%s", path, c.Entry) // the entry ends with a blank line
+		}
+		_, err := fmt.Fprintf(stdout, "Dry run: nothing written.\n")
+		return err
+	}
+	if err := res.Write(ctx); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "Updated %d changelogs.\n", len(res.Changes))
+	return err
 }

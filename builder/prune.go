@@ -1,0 +1,201 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/moby/moby/client"
+)
+
+// PruneClient is the Engine API calls Prune makes; the moby client
+// satisfies it.
+type PruneClient interface {
+	ImageList(ctx context.Context, options client.ImageListOptions) (client.ImageListResult, error)
+	ImageRemove(ctx context.Context, imageID string, options client.ImageRemoveOptions) (client.ImageRemoveResult, error)
+	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+}
+
+// ErrInUse is matched by the error of a reference Prune left in place
+// because a container uses its image.
+var ErrInUse = errors.New("image in use")
+
+// PruneOptions says which images Prune cleans up.
+type PruneOptions struct {
+	// Select is a shell glob (see Glob) on the full labels of the images
+	// to prune. Default "": every image.
+	Select string
+	// Nightly, when set, makes the current tag of each image
+	// {version}-{Nightly} rather than its Tag; Select matches that label.
+	Nightly string
+	// DryRun lists what would be removed without removing it.
+	DryRun bool
+	// Progress is called with each image's report as soon as it is done.
+	// Default: nil, not called.
+	Progress func(PruneReport)
+}
+
+// PruneReport is what Prune did for one image.
+type PruneReport struct {
+	Image   *image.Image
+	Label   string   // the current full label, kept
+	Removed []string // references removed (with DryRun: to remove)
+	Errors  []error  // one per reference left; errors.Is(err, ErrInUse) when a container uses it
+}
+
+// Failed reports whether some old version could not be removed.
+func (r PruneReport) Failed() bool { return len(r.Errors) > 0 }
+
+// Prune removes from the local daemon the old versions of each selected
+// image, children before parents (a child image keeps its parent's layers
+// alive): every image of the same repository whose tags do not include the
+// current full label. It removes references (repository:tag), not image
+// IDs, so an old image also tagged in another repository keeps that tag.
+// A failure is recorded in the image's report and the run goes on; the
+// error is only for a bad selection or nightly ID, or an interrupt.
+func (t *Tree) Prune(ctx context.Context, c PruneClient, opts PruneOptions) ([]PruneReport, error) {
+	pattern := opts.Select
+	if pattern == "" {
+		pattern = "*"
+	}
+	match, err := Glob(pattern)
+	if err != nil {
+		return nil, err
+	}
+	// Every label is worked out before anything is removed, so a bad
+	// nightly ID removes nothing.
+	type target struct {
+		img   *image.Image
+		label string
+	}
+	var targets []target
+	for i := len(t.Images) - 1; i >= 0; i-- { // children before parents
+		img := t.Images[i]
+		label := img.Label()
+		if opts.Nightly != "" {
+			tag := img.Version + "-" + opts.Nightly
+			if !dockerTag.MatchString(tag) {
+				return nil, fmt.Errorf("pruning: nightly ID %q gives %s the tag %q, which Docker does not accept", opts.Nightly, img.Name, tag)
+			}
+			label = img.Repo + ":" + tag
+		}
+		if match(label) {
+			targets = append(targets, target{img, label})
+		}
+	}
+	var reports []PruneReport
+	for _, tg := range targets {
+		if err := ctx.Err(); err != nil {
+			return reports, err
+		}
+		r := pruneImage(ctx, c, tg.img, tg.label, opts.DryRun)
+		reports = append(reports, r)
+		if opts.Progress != nil {
+			opts.Progress(r)
+		}
+	}
+	return reports, nil
+}
+
+func pruneImage(ctx context.Context, c PruneClient, img *image.Image, label string, dryRun bool) PruneReport {
+	r := PruneReport{Image: img, Label: label}
+	// The daemon lists references in their familiar form (no docker.io/),
+	// so compare normalized names.
+	repo, err := reference.ParseNormalizedNamed(img.Repo)
+	if err != nil {
+		r.Errors = append(r.Errors, fmt.Errorf("pruning %s: %w", img.Repo, err))
+		return r
+	}
+	current := normalized(label)
+	list, err := c.ImageList(ctx, client.ImageListOptions{
+		Filters: make(client.Filters).Add("reference", reference.FamiliarName(repo)),
+	})
+	if err != nil {
+		r.Errors = append(r.Errors, fmt.Errorf("listing images of %s: %w", reference.FamiliarName(repo), err))
+		return r
+	}
+	for _, summary := range list.Items {
+		var tags, digests []string // of this repository only
+		keep := false
+		for _, ref := range summary.RepoTags {
+			keep = keep || normalized(ref) == current
+			if sameRepo(ref, repo) {
+				tags = append(tags, ref)
+			}
+		}
+		for _, ref := range summary.RepoDigests {
+			if sameRepo(ref, repo) {
+				digests = append(digests, ref)
+			}
+		}
+		if keep {
+			continue
+		}
+		// Removing the last tag of a repository drops its digests too; an
+		// image pulled by digest alone has only those to remove.
+		refs := tags
+		if len(refs) == 0 {
+			refs = digests
+		}
+		for _, ref := range refs {
+			if !dryRun {
+				if err := remove(ctx, c, ref, summary.ID); err != nil {
+					r.Errors = append(r.Errors, err)
+					continue
+				}
+			}
+			r.Removed = append(r.Removed, ref)
+		}
+	}
+	return r
+}
+
+func remove(ctx context.Context, c PruneClient, ref, id string) error {
+	_, err := c.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true})
+	switch {
+	case err == nil:
+		return nil
+	case !cerrdefs.IsConflict(err):
+		return fmt.Errorf("removing %s: %w", ref, err)
+	}
+	// The daemon's message gives only a truncated container ID; name the
+	// container.
+	list, lerr := c.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("ancestor", id),
+	})
+	if lerr != nil || len(list.Items) == 0 {
+		return fmt.Errorf("removing %s: %w", ref, err)
+	}
+	ctr := list.Items[0]
+	for _, it := range list.Items {
+		if it.ImageID == id { // ancestor also matches images built on it
+			ctr = it
+			break
+		}
+	}
+	name := ctr.ID
+	if len(ctr.Names) > 0 {
+		name = strings.TrimPrefix(ctr.Names[0], "/")
+	}
+	return fmt.Errorf("removing %s: %w by container %s (%.12s); left in place", ref, ErrInUse, name, ctr.ID)
+}
+
+// normalized is ref in its full form (docker.io/library/...), or ref
+// itself when it does not parse (`<none>:<none>`).
+func normalized(ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return named.String()
+}
+
+func sameRepo(ref string, repo reference.Named) bool {
+	named, err := reference.ParseNormalizedNamed(ref)
+	return err == nil && named.Name() == repo.Name()
+}
