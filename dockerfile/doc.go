@@ -1,0 +1,2 @@
+// Package dockerfile renders Dockerfile.template files.
+package dockerfile
