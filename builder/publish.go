@@ -1,0 +1,160 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/image"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrIncomplete is matched (errors.Is) by the error of a WithAtomic
+// Publish that published nothing because some image was not verified.
+var ErrIncomplete = errors.New("not every image was built and verified: publishing nothing")
+
+// Publish is the publish step of a run. With credentials for the registry
+// (reg.Credentials), it first verifies the images states say are built,
+// left by earlier runs, as the reference does for the whole tree, then
+// publishes every verified image, those and the ones res verified, each as
+// its tag and latest, up to WithJobs at a time. It returns one result per
+// image it verified or published, in tree order: PhasePublished, or
+// PhaseFailed with the stage that failed.
+//
+// Without credentials it publishes nothing and returns an error matching
+// image.ErrNoCredentials. With WithAtomic and any image not verified it
+// publishes nothing and returns ErrIncomplete with the verification
+// results.
+func Publish(ctx context.Context, t *Tree, states States, res *Result, eng Engine, cfg *config.Config, reg Registry, opts ...BuildOption) ([]ImageResult, error) {
+	o, err := newBuildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	if reg != nil {
+		if found, err = reg.Credentials(ctx); err != nil {
+			return nil, fmt.Errorf("publishing: %w", err)
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("publishing: %w", image.ErrNoCredentials)
+	}
+	p := &publisher{log: &lineLog{w: o.log}, o: o}
+
+	built := map[string]bool{}
+	for _, ir := range res.Images {
+		if ir.Phase == PhaseVerified {
+			built[ir.Image.Name] = true
+		}
+	}
+	var results []*ImageResult
+	for _, img := range t.Images {
+		if built[img.Name] || states[img.Name].State == Built {
+			results = append(results, &ImageResult{Image: img, Phase: PhaseVerified})
+		}
+	}
+
+	// Images left built by earlier runs are verified first.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.jobs)
+	for _, ir := range results {
+		if built[ir.Image.Name] {
+			continue
+		}
+		g.Go(func() error {
+			p.verify(gctx, ir, cfg)
+			return gctx.Err()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return collect(results), err
+	}
+	if o.atomic && (res.Failed() > 0 || failed(results)) {
+		return collect(results), ErrIncomplete
+	}
+
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(o.jobs)
+	for _, ir := range results {
+		if ir.Phase != PhaseVerified {
+			continue
+		}
+		g.Go(func() error {
+			p.publish(gctx, ir, eng, reg)
+			return gctx.Err()
+		})
+	}
+	err = g.Wait()
+	return collect(results), err
+}
+
+type publisher struct {
+	log    *lineLog
+	o      buildOptions
+	emitMu sync.Mutex
+}
+
+func (p *publisher) verify(ctx context.Context, ir *ImageResult, cfg *config.Config) {
+	start := time.Now()
+	p.emit(Event{Image: ir.Image, Phase: PhaseVerifying})
+	w := p.log.writer(ir.Image.Name)
+	defer w.Close()
+	skipped, err := image.Verify(ctx, ir.Image, cfg.VerifyCommand, cfg.VerifyArgs, cfg.HTTPProxy, w)
+	ir.Duration = time.Since(start)
+	if err != nil {
+		ir.Phase, ir.Err, ir.Reason = PhaseFailed, err, err.Error()
+		p.emit(Event{Image: ir.Image, Phase: PhaseFailed, Reason: ir.Reason, Err: err, Elapsed: ir.Duration})
+		return
+	}
+	if skipped {
+		ir.Reason = "no test"
+	}
+	p.emit(Event{Image: ir.Image, Phase: PhaseVerified, Reason: ir.Reason, Elapsed: ir.Duration})
+}
+
+func (p *publisher) publish(ctx context.Context, ir *ImageResult, eng Engine, reg Registry) {
+	start := time.Now()
+	p.emit(Event{Image: ir.Image, Phase: PhasePublishing})
+	w := p.log.writer(ir.Image.Name)
+	defer w.Close()
+	err := reg.Publish(ctx, eng, ir.Image, w)
+	elapsed := time.Since(start)
+	if err != nil {
+		err = &image.BuildError{Image: ir.Image.Label(), Stage: StagePublish, Err: err}
+		ir.Phase, ir.Err, ir.Reason = PhaseFailed, err, err.Error()
+		fmt.Fprintf(w, "FAILED: %v\n", err)
+		p.emit(Event{Image: ir.Image, Phase: PhaseFailed, Reason: ir.Reason, Err: err, Elapsed: elapsed})
+		return
+	}
+	ir.Phase, ir.Reason = PhasePublished, ""
+	p.emit(Event{Image: ir.Image, Phase: PhasePublished, Elapsed: elapsed})
+}
+
+func (p *publisher) emit(e Event) {
+	if p.o.events == nil {
+		return
+	}
+	p.emitMu.Lock()
+	defer p.emitMu.Unlock()
+	p.o.events(e)
+}
+
+func failed(results []*ImageResult) bool {
+	for _, ir := range results {
+		if ir.Phase == PhaseFailed {
+			return true
+		}
+	}
+	return false
+}
+
+func collect(results []*ImageResult) []ImageResult {
+	out := make([]ImageResult, len(results))
+	for i, ir := range results {
+		out[i] = *ir
+	}
+	return out
+}
