@@ -35,6 +35,13 @@ const (
 	CodeBuiltLocally Code = "built_locally" // in the local daemon
 	CodePublished    Code = "published"     // in the registry
 	CodeCheckFailed  Code = "check_failed"  // asking the daemon or registry failed
+	// Read from build records (WithRecords); the state stays built or
+	// published: build does not rebuild such an image, its tag exists.
+	CodeStale   Code = "stale"   // built on a parent image that has changed since, or on a stale one
+	CodeChanged Code = "changed" // its inputs changed but its version did not
+	// Set by Plan: a parent is in the build chain, so once built this
+	// image is stale.
+	CodeParentRebuilt Code = "parent_rebuilt"
 )
 
 // Status says whether the image with this full label is present in one
@@ -80,11 +87,39 @@ type Assessment struct {
 // States maps short names to their assessment.
 type States map[string]Assessment
 
+// AssessOption changes what Assess looks at.
+type AssessOption func(*assessOptions)
+
+type assessOptions struct {
+	records *Records
+}
+
+// WithRecords makes Assess read the build record of every image that is
+// built or published and explain it further: CodeStale when the parent it
+// was built on has changed since (or is stale itself), CodeChanged when
+// what it would be built from now differs while its version does not.
+// r.Pull is taken from the Sources. Default: no record is read.
+func WithRecords(r Records) AssessOption {
+	return func(o *assessOptions) { o.records = &r }
+}
+
 // Assess finds every image's initial state, asking the sources for up to
-// scan_workers images at once. A failed check puts that image in Error; only
-// a cancelled ctx fails the whole.
-func (t *Tree) Assess(ctx context.Context, src Sources) (States, error) {
+// scan_workers images at once. A failed check puts that image in Error; a
+// build record that cannot be read leaves the state as it is and says so
+// in the reason. Only a cancelled ctx fails the whole.
+func (t *Tree) Assess(ctx context.Context, src Sources, opts ...AssessOption) (States, error) {
+	var o assessOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var rd *reader
+	if o.records != nil {
+		recs := *o.records
+		recs.Pull = src.Pull
+		rd = newReader(t, recs)
+	}
 	out := make([]Assessment, len(t.Images))
+	drifts := make([]*Drift, len(t.Images))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(t.workers, 1))
 	for i, img := range t.Images {
@@ -93,6 +128,18 @@ func (t *Tree) Assess(ctx context.Context, src Sources) (States, error) {
 				return err
 			}
 			out[i] = assess(gctx, img.Label(), src)
+			if rd == nil || out[i].State != Built && out[i].State != Published {
+				return nil
+			}
+			d, err := rd.drift(gctx, img, true)
+			switch {
+			case gctx.Err() != nil:
+				return gctx.Err()
+			case err != nil:
+				out[i].Reason += "; build record not checked: " + err.Error()
+			case d != nil:
+				drifts[i] = d
+			}
 			return nil
 		})
 	}
@@ -102,8 +149,14 @@ func (t *Tree) Assess(ctx context.Context, src Sources) (States, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("checking image states: %w", err)
 	}
+	if rd != nil {
+		t.inheritStale(out, drifts)
+	}
 	states := make(States, len(out))
 	for i, img := range t.Images {
+		if d := drifts[i]; d != nil {
+			out[i].Code, out[i].Reason = d.Code, d.Reason
+		}
 		states[img.Name] = out[i]
 	}
 	return states, nil
@@ -127,11 +180,14 @@ func assess(ctx context.Context, label string, src Sources) Assessment {
 	switch {
 	case src.Local == nil:
 		notBuilt = Assessment{ToBuild, CodeNoDaemon, "not checked: no Docker daemon"}
-	case src.Registry != nil:
-		notBuilt.Reason = "not built locally nor published"
+	case src.Registry != nil && src.Pull:
+		notBuilt.Reason = "not built, not in registry"
 	}
-	isPublished := Assessment{Published, CodePublished, "published in the registry"}
+	isPublished := Assessment{Published, CodePublished, "published"}
 	isBuilt := Assessment{Built, CodeBuiltLocally, "built locally"}
+	if src.Registry != nil {
+		isBuilt.Reason = "built locally, not published"
+	}
 
 	if src.Pull {
 		ok, err := published()
@@ -170,6 +226,10 @@ type Plan struct {
 	// Entries are the images the selection matches plus the dependencies
 	// the build chain adds, parents first.
 	Entries []Entry
+
+	tree            *Tree
+	states          States
+	selected, build []bool // by index in tree.Images
 }
 
 // Entry is one image of a Plan.
@@ -229,13 +289,55 @@ func (t *Tree) Plan(states States, glob string) (*Plan, error) {
 			}
 		}
 	}
-	p := &Plan{}
-	for i, img := range t.Images { // Images is parents first
+	p := &Plan{tree: t, states: states, selected: selected, build: build}
+	for i := range t.Images { // Images is parents first
 		if selected[i] || build[i] {
-			p.Entries = append(p.Entries, Entry{Image: img, Assessment: state(i), Selected: selected[i], Build: build[i]})
+			p.Entries = append(p.Entries, p.entry(i))
 		}
 	}
 	return p, nil
+}
+
+// entry is image i in the plan. An image left out of the chain while a
+// parent is in it is said to be: it will be stale once the parent builds,
+// and build will not rebuild it.
+func (p *Plan) entry(i int) Entry {
+	img := p.tree.Images[i]
+	a, ok := p.states[img.Name]
+	if !ok {
+		a = Assessment{ToBuild, CodeNotBuilt, "not built"}
+	}
+	if !p.build[i] && (a.State == Built || a.State == Published) {
+		var rebuilt []string
+		for _, par := range p.tree.nodes[i].parents {
+			if p.build[par] {
+				rebuilt = append(rebuilt, p.tree.Images[par].Name)
+			}
+		}
+		switch len(rebuilt) {
+		case 0:
+		case 1:
+			a.Code, a.Reason = CodeParentRebuilt, "parent "+rebuilt[0]+" will be rebuilt"
+		default:
+			a.Code, a.Reason = CodeParentRebuilt, "parents "+strings.Join(rebuilt, ", ")+" will be rebuilt"
+		}
+	}
+	return Entry{Image: img, Assessment: a, Selected: p.selected[i], Build: p.build[i]}
+}
+
+// Why returns the image name and every image it depends on, directly or
+// not, parents first, each as the plan sees it: the chain of reasons that
+// make name built, or not, by this plan.
+func (p *Plan) Why(name string) ([]Entry, error) {
+	i, ok := p.tree.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w under %s (give the short name from its changelog)", name, ErrNoSuchImage, p.tree.Dir)
+	}
+	var out []Entry
+	for _, a := range p.tree.relatives(name, func(n node) []int { return n.parents }, true) {
+		out = append(out, p.entry(a))
+	}
+	return append(out, p.entry(i)), nil
 }
 
 // ErrBadPattern is matched by the error Glob returns for a malformed

@@ -20,12 +20,13 @@ type planOptions struct {
 	selector string
 	json     bool
 	noPull   bool
+	why      string
 }
 
 func newPlanCmd(g *globals) *cobra.Command {
 	o := &planOptions{}
 	cmd := &cobra.Command{
-		Use:   "plan [--select GLOB] [--json] [--no-pull] DIR",
+		Use:   "plan [--select GLOB] [--json] [--no-pull] [--why NAME] DIR",
 		Short: "Show what build would do: each image's state and the build chain",
 		Long: `plan scans DIR and prints, without building anything, what "docker-pkg build"
 would do with the same flags.
@@ -40,10 +41,26 @@ it will not be built), its state, full label and why it is in that state:
   published  present in the registry
   error      the daemon or registry could not be asked
 
+Every image docker-pkg builds carries a build record in its labels: the parent
+image it was built on and a digest of everything it was built from (rendered
+Dockerfiles, the files of its folder, its parents). plan reads it and says more
+about a built or published image, whose tag exists so build will not rebuild it:
+
+  stale: parent X is now D1, built on D2
+      the parent was rebuilt since (or is stale itself): "update --stale DIR"
+      gives the stale images and their children a new version
+  changed since TAG was built: run update or add a changelog entry
+      its template or files changed but its version did not
+  parent X will be rebuilt
+      a parent is in the build chain; once built this image is stale
+
 The build chain is every to_build image whose full label matches --select,
 preceded by its to_build dependencies, recursively. --select is a shell glob
 matched against the whole full label as the reference's fnmatch does: "*" also
 matches "/", so '*node*' selects registry/namespace/node20:1.0-1.
+
+--why NAME prints, instead of the plan, NAME and every image it depends on,
+parents first, each with its state and reason: why NAME is built or not.
 
 Without a Docker daemon plan still works: every image is to_build, and it says
 so once on stderr. Warnings from the scan (half-defined folders, dependencies
@@ -51,10 +68,12 @@ the templates use but control does not list) go to stderr.
 
 --json prints one object, {"images": [...]}, each image with name, tag,
 label, dir (relative to DIR), depends (short names of the scanned images it
-depends on), state, reason, code (the reason for programs), selected (matches
---select) and build (in the build chain).`,
+depends on), state, reason, code (the reason for programs: not_built,
+no_daemon, built_locally, published, check_failed, stale, changed,
+parent_rebuilt), selected (matches --select) and build (in the build chain).`,
 		Example: `  docker-pkg -c fixtures/config.yaml plan fixtures/images
   docker-pkg plan --select '*/app*' images
+  docker-pkg plan --why app images
   docker-pkg plan --json images | jq -r '.images[] | select(.build) | .label'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,6 +83,7 @@ depends on), state, reason, code (the reason for programs), selected (matches
 	cmd.Flags().StringVar(&o.selector, "select", "*", "shell glob on the full label of the images to build")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the plan as JSON")
 	cmd.Flags().BoolVar(&o.noPull, "no-pull", false, "plan as build --no-pull: an image absent locally is to_build even if published")
+	cmd.Flags().StringVar(&o.why, "why", "", "show why the image NAME (short name) is built or not, parents first")
 	return cmd
 }
 
@@ -75,15 +95,24 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 	if err != nil {
 		return err
 	}
-	src := builder.Sources{Pull: cfg.Registry != "" && !o.noPull}
-	// The registry check (published state) plugs in here as src.Registry.
+	reg, err := image.NewRegistry(cfg)
+	if err != nil {
+		return err
+	}
+	render, err := tree.NewRender(cfg)
+	if err != nil {
+		return err
+	}
+	src := builder.Sources{Registry: builder.RegistryStatus(reg), Pull: reg != nil && !o.noPull}
+	recs := builder.Records{Registry: builder.RegistryInspect(reg), Render: render}
 	if docker, err := daemon(ctx); err != nil {
 		fmt.Fprintf(stderr, "docker-pkg: no Docker daemon (%v): every image not published is shown as to_build\n", err)
 	} else {
 		defer docker.Close()
 		src.Local = builder.LocalStatus(docker)
+		recs.Local = builder.LocalInspect(docker)
 	}
-	states, err := tree.Assess(ctx, src)
+	states, err := tree.Assess(ctx, src, builder.WithRecords(recs))
 	if err != nil {
 		return err
 	}
@@ -91,10 +120,16 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 	if err != nil {
 		return err
 	}
-	if o.json {
-		return printPlanJSON(stdout, tree, plan)
+	entries := plan.Entries
+	if o.why != "" {
+		if entries, err = plan.Why(o.why); err != nil {
+			return err
+		}
 	}
-	return printPlan(stdout, plan)
+	if o.json {
+		return printPlanJSON(stdout, tree, entries)
+	}
+	return printPlan(stdout, plan, entries, o.why == "")
 }
 
 // scanTree loads the configuration, scans dir and prints the scan's
@@ -136,22 +171,27 @@ func daemon(ctx context.Context) (*client.Client, error) {
 	return cli, nil
 }
 
-func printPlan(w io.Writer, plan *builder.Plan) error {
-	if len(plan.Entries) == 0 {
+// printPlan prints entries (the plan's, or those --why chose) as a table,
+// each with its step in the plan's build chain; summary adds the count.
+func printPlan(w io.Writer, plan *builder.Plan, entries []builder.Entry, summary bool) error {
+	if len(entries) == 0 {
 		_, err := fmt.Fprintln(w, "No image matches the selection.")
 		return err
 	}
+	chain := plan.Chain()
+	step := make(map[string]int, len(chain))
+	for i, img := range chain {
+		step[img.Name] = i + 1
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUILD\tSTATE\tLABEL\tREASON")
-	step := 0
-	for _, e := range plan.Entries {
+	for _, e := range entries {
 		pos := "-"
 		if e.Build {
-			step++
-			pos = fmt.Sprint(step)
+			pos = fmt.Sprint(step[e.Image.Name])
 		}
 		reason := e.Reason
-		if !e.Selected {
+		if e.Build && !e.Selected {
 			reason += "; needed by the selection"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pos, e.State, e.Image.Label(), reason)
@@ -159,7 +199,10 @@ func printPlan(w io.Writer, plan *builder.Plan) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d of %d images to build.\n", step, len(plan.Entries))
+	if !summary {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "%d of %d images to build.\n", len(chain), len(entries))
 	return err
 }
 
@@ -180,9 +223,9 @@ type planImageJSON struct {
 	Build    bool          `json:"build"`
 }
 
-func printPlanJSON(w io.Writer, tree *builder.Tree, plan *builder.Plan) error {
+func printPlanJSON(w io.Writer, tree *builder.Tree, entries []builder.Entry) error {
 	out := planJSON{Images: []planImageJSON{}}
-	for _, e := range plan.Entries {
+	for _, e := range entries {
 		dir, err := filepath.Rel(tree.Dir, e.Image.Dir)
 		if err != nil {
 			return err

@@ -146,3 +146,22 @@ func TestGraph(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanWhy(t *testing.T) {
+	stdout, _, err := run(t, "plan", "--why", "app-plugin", "../../fixtures/images")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `BUILD  STATE     LABEL                                   REASON
+1      to_build  docker-pkg-fixtures/core:1.2.0-1        not checked: no Docker daemon
+3      to_build  docker-pkg-fixtures/runtime:2.3.1-2-s1  not checked: no Docker daemon
+5      to_build  docker-pkg-fixtures/app:1.0-3           not checked: no Docker daemon
+8      to_build  docker-pkg-fixtures/app-plugin:0.1.0-1  not checked: no Docker daemon
+`
+	if stdout != want {
+		t.Errorf("plan --why printed\n%s\nwant\n%s", stdout, want)
+	}
+	if _, _, err := run(t, "plan", "--why", "nope", "../../fixtures/images"); err == nil || !strings.Contains(err.Error(), "nope: no such image") {
+		t.Errorf("plan --why nope: error = %v", err)
+	}
+}

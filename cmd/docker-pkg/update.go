@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/builder"
+	"github.com/docker-pkg/docker-pkg/image"
 	"github.com/spf13/cobra"
 )
 
@@ -17,12 +18,13 @@ type updateOptions struct {
 	version  string
 	selector string
 	dryRun   bool
+	stale    bool
 }
 
 func newUpdateCmd(g *globals) *cobra.Command {
 	o := &updateOptions{}
 	cmd := &cobra.Command{
-		Use:   "update [--reason TEXT] [--version V] [--dry-run] {NAME | --select GLOB} DIR",
+		Use:   "update [--reason TEXT] [--version V] [--dry-run] {NAME | --select GLOB | --stale} DIR",
 		Short: "Add a changelog entry to an image and every image that depends on it",
 		Long: `update gives the image NAME, and every image under DIR that depends on it
 directly or not (control files and image_tag in templates alike), a new entry
@@ -51,12 +53,27 @@ every changelog as it was.
 The author is DEBFULLNAME, else git's user.name, else fallback_author; the
 email DEBEMAIL, else git's user.email, else fallback_email.
 
+With --stale, instead of NAME, update reads the build record of every image
+under DIR that is built (in the local daemon) or published (in the registry):
+each image built on a parent image that has changed since (the parent was
+rebuilt, or a base image was refreshed) gets an entry saying
+"Rebuild on updated parent image PARENT (OLD DIGEST -> NEW DIGEST)", and every
+image that depends on it the usual refresh entry. "docker-pkg plan" shows them
+as stale.
+
 It prints each image updated, parents first, as "* NAME OLD -> NEW";
 --dry-run also prints the entries it would write, and writes nothing.`,
 		Example: `  docker-pkg update --reason 'CVE-2026-1234 in libfoo' core images
   docker-pkg update --version 1.3.0-1 --dry-run core images
-  docker-pkg update --select '*/php*' images`,
+  docker-pkg update --select '*/php*' images
+  docker-pkg update --stale --dry-run images`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if o.stale {
+				if len(args) != 1 {
+					return fmt.Errorf("with --stale, give only DIR (got %d arguments)", len(args))
+				}
+				return nil
+			}
 			if o.selector != "" {
 				if len(args) != 1 {
 					return fmt.Errorf("with --select, give only DIR (got %d arguments)", len(args))
@@ -73,6 +90,9 @@ It prints each image updated, parents first, as "* NAME OLD -> NEW";
 			if len(args) == 2 {
 				name = args[0]
 			}
+			if o.stale {
+				return runUpdateStale(cmd.Context(), g, o, dir, cmd.Flags().Changed("reason"), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
 			return runUpdate(cmd.Context(), g, o, name, dir, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -80,6 +100,7 @@ It prints each image updated, parents first, as "* NAME OLD -> NEW";
 	cmd.Flags().StringVar(&o.version, "version", "", "new version of NAME (default: its version bumped); not with --select")
 	cmd.Flags().StringVar(&o.selector, "select", "", "shell glob on full labels: update the images it matches instead of NAME")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the entries without writing them")
+	cmd.Flags().BoolVar(&o.stale, "stale", false, "update the images built on a parent image that has changed since, and their children")
 	return cmd
 }
 
@@ -97,10 +118,61 @@ func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir stri
 	if err != nil {
 		return err
 	}
+	return writeUpdate(ctx, tree, dir, res, o.dryRun, stdout)
+}
+
+// runUpdateStale is update --stale: the images whose build record names a
+// parent image that has changed since.
+func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir string, reasonSet bool, stdout, stderr io.Writer) error {
+	switch {
+	case o.selector != "" || o.version != "":
+		return errors.New("--stale finds the images to update itself: it cannot be used with --select or --version")
+	case reasonSet:
+		return errors.New("--stale writes its own reason, naming the parent and its digests: it cannot be used with --reason")
+	}
+	tree, cfg, err := scanTree(ctx, g, dir, stderr)
+	if err != nil {
+		return err
+	}
+	reg, err := image.NewRegistry(cfg)
+	if err != nil {
+		return err
+	}
+	// Where a build would take the parents from: the registry first when
+	// there is one, as build pulls.
+	recs := builder.Records{Registry: builder.RegistryInspect(reg), Pull: reg != nil}
+	docker, err := daemon(ctx)
+	switch {
+	case err == nil:
+		defer docker.Close()
+		recs.Local = builder.LocalInspect(docker)
+	case reg == nil:
+		return fmt.Errorf("update --stale reads build records from the Docker daemon or the registry, and there is neither: %w", err)
+	default:
+		fmt.Fprintf(stderr, "docker-pkg: no Docker daemon (%v): reading build records from the registry only\n", err)
+	}
+	stale, err := tree.Stale(ctx, recs)
+	if err != nil {
+		return err
+	}
+	if len(stale) == 0 {
+		_, err := fmt.Fprintln(stdout, "No stale image: every image was built on its parent as it is now.")
+		return err
+	}
+	res, err := tree.UpdateStale(builder.NewUpdateRequest(cfg, time.Now()), stale)
+	if err != nil {
+		return err
+	}
+	return writeUpdate(ctx, tree, dir, res, o.dryRun, stdout)
+}
+
+// writeUpdate prints the changes of res and writes them, or with dryRun
+// prints the entries instead.
+func writeUpdate(ctx context.Context, tree *builder.Tree, dir string, res *builder.UpdateResult, dryRun bool, stdout io.Writer) error {
 	for _, c := range res.Changes {
 		fmt.Fprintf(stdout, "* %s %s -> %s\n", c.Image.Name, c.Old, c.New)
 	}
-	if o.dryRun {
+	if dryRun {
 		fmt.Fprintln(stdout)
 		for _, c := range res.Changes {
 			path := c.Path
@@ -115,6 +187,6 @@ func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir stri
 	if err := res.Write(ctx); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "Updated %d changelogs.\n", len(res.Changes))
+	_, err := fmt.Fprintf(stdout, "Updated %d changelogs.\n", len(res.Changes))
 	return err
 }
