@@ -224,12 +224,13 @@ func Build(ctx context.Context, t *Tree, plan *Plan, eng Engine, cfg *config.Con
 	chain := plan.Chain()
 	r := &run{
 		tree: t, cfg: cfg, eng: eng, o: o, build: build, render: render, log: log,
-		chain:   chain,
-		index:   make(map[string]int, len(chain)),
-		done:    make([]chan struct{}, len(chain)),
-		results: make([]ImageResult, len(chain)),
-		causes:  make([]string, len(chain)),
-		pulls:   map[string]*pull{},
+		revision: image.Revision(ctx, t.Dir),
+		chain:    chain,
+		index:    make(map[string]int, len(chain)),
+		done:     make([]chan struct{}, len(chain)),
+		results:  make([]ImageResult, len(chain)),
+		causes:   make([]string, len(chain)),
+		pulls:    map[string]*pull{},
 	}
 	for i, img := range chain {
 		r.index[img.Name] = i
@@ -298,7 +299,9 @@ type run struct {
 	build  buildFunc
 	render *dockerfile.Renderer
 	log    *lineLog
-	cancel context.CancelCauseFunc
+	// revision is the git commit of the definitions, for build records.
+	revision string
+	cancel   context.CancelCauseFunc
 
 	chain []*image.Image
 	index map[string]int // short name -> position in chain
@@ -457,6 +460,13 @@ func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageRe
 			return err
 		}
 	}
+	// The record travels as labels through the build API: the rendered
+	// Dockerfile stays byte for byte the reference's.
+	rec, err := image.NewRecord(ctx, r.eng, img, opts.Dockerfile, opts.BuildDockerfile, r.revision)
+	if err != nil {
+		return &image.BuildError{Image: img.Label(), Stage: image.StageBuild, Err: err}
+	}
+	opts.Labels = rec.Labels()
 	id, err := r.build(ctx, img, opts)
 	if err != nil {
 		return err

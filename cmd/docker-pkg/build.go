@@ -144,9 +144,13 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 		fmt.Fprintf(errw, "warning: %s\n", w)
 	}
 	pull := reg != nil && !o.noPull
-	states, err := tree.Assess(ctx, sources(cli, reg, pull))
+	states, err := assess(ctx, tree, cfg, cli, reg, pull)
 	if err != nil {
 		return err
+	}
+	// Build refuses nothing the reference built, but says what it knows.
+	for _, w := range tree.BuildWarnings(states) {
+		fmt.Fprintf(errw, "warning: %s\n", w)
 	}
 	plan, err := tree.Plan(states, o.selector)
 	if err != nil {
@@ -232,19 +236,6 @@ func (o *buildFlags) options() []builder.BuildOption {
 		opts = append(opts, builder.WithAtomic())
 	}
 	return opts
-}
-
-// sources says where images are looked for: the daemon and, when one is
-// configured, the registry.
-func sources(cli *client.Client, reg *image.Registry, pull bool) builder.Sources {
-	src := builder.Sources{Local: builder.LocalStatus(cli), Pull: pull}
-	if reg != nil {
-		src.Registry = func(ctx context.Context, label string) (bool, error) {
-			_, ok, err := reg.Published(ctx, label)
-			return ok, err
-		}
-	}
-	return src
 }
 
 // printPublished prints the publish step's lines for what builder.Publish

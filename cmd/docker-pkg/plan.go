@@ -99,20 +99,13 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 	if err != nil {
 		return err
 	}
-	render, err := tree.NewRender(cfg)
+	docker, err := daemon(ctx)
 	if err != nil {
-		return err
-	}
-	src := builder.Sources{Registry: builder.RegistryStatus(reg), Pull: reg != nil && !o.noPull}
-	recs := builder.Records{Registry: builder.RegistryInspect(reg), Render: render}
-	if docker, err := daemon(ctx); err != nil {
 		fmt.Fprintf(stderr, "docker-pkg: no Docker daemon (%v): every image not published is shown as to_build\n", err)
 	} else {
 		defer docker.Close()
-		src.Local = builder.LocalStatus(docker)
-		recs.Local = builder.LocalInspect(docker)
 	}
-	states, err := tree.Assess(ctx, src, builder.WithRecords(recs))
+	states, err := assess(ctx, tree, cfg, docker, reg, reg != nil && !o.noPull)
 	if err != nil {
 		return err
 	}
@@ -130,6 +123,23 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 		return printPlanJSON(stdout, tree, entries)
 	}
 	return printPlan(stdout, plan, entries, o.why == "")
+}
+
+// assess finds the state of every image of tree and why, from the daemon
+// (nil when none answers), the registry (nil when none is configured) and
+// the build records both hold.
+func assess(ctx context.Context, tree *builder.Tree, cfg *config.Config, docker *client.Client, reg *image.Registry, pull bool) (builder.States, error) {
+	render, err := tree.NewRender(cfg)
+	if err != nil {
+		return nil, err
+	}
+	src := builder.Sources{Registry: builder.RegistryStatus(reg), Pull: pull}
+	recs := builder.Records{Registry: builder.RegistryInspect(reg), Render: render}
+	if docker != nil {
+		src.Local = builder.LocalStatus(docker)
+		recs.Local = builder.LocalInspect(docker)
+	}
+	return tree.Assess(ctx, src, builder.WithRecords(recs))
 }
 
 // scanTree loads the configuration, scans dir and prints the scan's
