@@ -29,17 +29,17 @@ func (e *Error) Unwrap() error { return e.Err }
 // Renderer renders the templates of one run. It is safe for concurrent use;
 // each template is parsed once and kept.
 type Renderer struct {
-	log     *slog.Logger
-	parse   func(path string, src []byte) (renderable, error)
-	mu      sync.Mutex
-	parsed  map[string]*parsed
-	helpers *helpers
+	log    *slog.Logger
+	parse  func(path string, src []byte) (renderable, error)
+	mu     sync.Mutex
+	parsed map[string]*parsed // by path
 }
 
 type renderable interface {
 	render() ([]byte, error)
 }
 
+// parsed is a template parsed once, by the first render that needs it.
 type parsed struct {
 	src  string
 	once sync.Once
@@ -65,13 +65,13 @@ func New(cfg *config.Config, images map[string]string, opts ...Option) (*Rendere
 	for _, opt := range opts {
 		opt(r)
 	}
-	r.helpers = newHelpers(cfg, images, r.log)
+	h := newHelpers(cfg, images, r.log)
 	switch cfg.TemplateEngine {
 	case "", "jinja2":
-		j := newJinja(r.helpers, cfg.Vars)
+		j := newJinja(h, cfg.Vars)
 		r.parse = func(path string, src []byte) (renderable, error) { return j.parse(path, src) }
 	case "go":
-		g := newGoTemplates(r.helpers, cfg.Vars)
+		g := newGoTemplates(h, cfg.Vars)
 		r.parse = func(path string, src []byte) (renderable, error) { return g.parse(path, src) }
 	default:
 		return nil, fmt.Errorf("template_engine: want jinja2 or go, got %q", cfg.TemplateEngine)

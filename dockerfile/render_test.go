@@ -167,8 +167,8 @@ func TestConcurrent(t *testing.T) {
 		templates, _ := filepath.Glob(filepath.Join("testdata", dialect, "*.template"))
 		want := map[string]string{}
 		for _, path := range templates {
-			if strings.Contains(filepath.Base(path), ".") && strings.Count(filepath.Base(path), ".") > 1 {
-				continue // needs another configuration
+			if strings.Count(filepath.Base(path), ".") > 1 {
+				continue // PREFIX.NAME.template: another configuration
 			}
 			out, err := r.RenderFile(path)
 			want[path] = fmt.Sprintf("%q %v", out, err)
