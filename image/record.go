@@ -384,9 +384,16 @@ func (r *Registry) config(ctx context.Context, ref name.Reference) (string, map[
 	if err != nil {
 		return "", nil, err
 	}
+	// The manifest names the config by digest: a config read once, in this
+	// run or an earlier one, need not be fetched again. On a no-op run it is
+	// the most expensive request of all.
+	if labels, ok := r.labels.get(id.String()); ok {
+		return id.String(), labels, nil
+	}
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return "", nil, err
 	}
+	r.labels.put(id.String(), cf.Config.Labels)
 	return id.String(), cf.Config.Labels, nil
 }

@@ -47,6 +47,7 @@ type Registry struct {
 	backoff            time.Duration
 	timeout            time.Duration
 	puller             *remote.Puller
+	labels             *labelCache
 
 	mu      sync.Mutex
 	secrets []string // every credential seen, removed from error messages
@@ -60,6 +61,14 @@ type RegistryOption func(*Registry)
 // 200ms.
 func WithRetry(attempts int, backoff time.Duration) RegistryOption {
 	return func(r *Registry) { r.attempts, r.backoff = attempts, backoff }
+}
+
+// WithLabelCache sets the folder where image labels read from the registry
+// are kept, by config digest, for later runs; "" keeps them in memory only.
+// Default: docker-pkg/labels under the user's cache folder
+// ($XDG_CACHE_HOME, ~/.cache).
+func WithLabelCache(dir string) RegistryOption {
+	return func(r *Registry) { r.labels = newLabelCache(dir) }
 }
 
 // WithTimeout bounds one call (all its attempts). Default: 30s.
@@ -84,6 +93,7 @@ func NewRegistry(cfg *config.Config, opts ...RegistryOption) (*Registry, error) 
 		attempts: 3,
 		backoff:  200 * time.Millisecond,
 		timeout:  30 * time.Second,
+		labels:   newLabelCache(defaultLabelCacheDir()),
 	}
 	// As the reference: both or nothing; half a pair falls back to the
 	// credential store.
