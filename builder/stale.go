@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,17 +37,32 @@ func (rd *reader) drift(ctx context.Context, img *image.Image, inputs bool) (*Dr
 	if err != nil || !ok {
 		return nil, err
 	}
+	// The base first, as the OCI labels name it, then every other parent
+	// (COPY --from, other stages) in label order.
+	parents := []string{}
 	if rec.BaseName != "" {
-		label, name := rd.t.parentLabel(rec.BaseName)
+		parents = append(parents, rec.BaseName)
+	}
+	for _, p := range slices.Sorted(maps.Keys(rec.Parents)) {
+		if p != rec.BaseName {
+			parents = append(parents, p)
+		}
+	}
+	for _, p := range parents {
+		built := rec.Parents[p]
+		if p == rec.BaseName {
+			built = rec.BaseDigest
+		}
+		label, name := rd.t.parentLabel(p)
 		now, ok, err := rd.current(ctx, label)
 		if err != nil {
 			return nil, fmt.Errorf("reading parent %s: %w", label, err)
 		}
 		// A parent nowhere yet is in the build chain: Plan says so.
-		if ok && now != rec.BaseDigest {
+		if ok && now != built {
 			return &Drift{
-				Image: img, Code: CodeStale, Parent: name, Built: rec.BaseDigest, Now: now,
-				Reason: fmt.Sprintf("stale: parent %s is now %s, built on %s", name, now, rec.BaseDigest),
+				Image: img, Code: CodeStale, Parent: name, Built: built, Now: now,
+				Reason: fmt.Sprintf("stale: parent %s is now %s, built on %s", name, now, built),
 			}, nil
 		}
 	}
@@ -57,12 +73,12 @@ func (rd *reader) drift(ctx context.Context, img *image.Image, inputs bool) (*Dr
 	if err != nil {
 		return nil, err
 	}
-	_, parents, err := image.Parents(df, bdf)
+	_, used, err := image.Parents(df, bdf)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", img.Dir, err)
 	}
-	ids := make(map[string]string, len(parents))
-	for _, p := range parents {
+	ids := make(map[string]string, len(used))
+	for _, p := range used {
 		id, ok, err := rd.current(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("reading parent %s: %w", p, err)

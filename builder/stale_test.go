@@ -222,6 +222,20 @@ func TestAssessRecords(t *testing.T) {
 			},
 		},
 		{
+			name: "parent used only by COPY --from rebuilt",
+			change: func(t *testing.T, w *recWorld) {
+				w.bump(t, "other", "1.1")
+				w.build(t, "other")
+			},
+			want: func(w *recWorld) map[string]string {
+				now, old := w.daemon.id("ns/other:1.1"), w.daemon.id("ns/other:1.0")
+				return map[string]string{
+					"core": built, "app": built, "plugin": built, "other": built,
+					"mix": fmt.Sprintf("stale: stale: parent other is now %s, built on %s", now, old),
+				}
+			},
+		},
+		{
 			name:   "base image replaced",
 			change: func(t *testing.T, w *recWorld) { w.daemon.put("ns/base:1", nil) },
 			want: func(w *recWorld) map[string]string {

@@ -34,6 +34,10 @@ const (
 	LabelBaseName   = "org.opencontainers.image.base.name"
 	LabelBaseDigest = "org.opencontainers.image.base.digest"
 	LabelInputs     = "org.docker-pkg.inputs.digest"
+	// LabelParents holds every parent image the build used (FROM of any
+	// stage, COPY --from), as space-separated label=ID pairs: a child is
+	// stale when any of them, not only the base, has been rebuilt since.
+	LabelParents = "org.docker-pkg.parents"
 )
 
 // Record is what docker-pkg writes into the labels of every image it
@@ -47,6 +51,9 @@ type Record struct {
 	BaseName   string // the first FROM's image; "" for FROM scratch
 	BaseDigest string // its image ID when this image was built
 	Inputs     string // InputsDigest of the build
+	// Parents maps every image the build used to its image ID then, the
+	// base included.
+	Parents map[string]string
 }
 
 // Labels returns the record as labels. Every label is set, empty when
@@ -64,7 +71,26 @@ func (r Record) Labels() map[string]string {
 		LabelBaseName:   r.BaseName,
 		LabelBaseDigest: r.BaseDigest,
 		LabelInputs:     r.Inputs,
+		LabelParents:    formatParents(r.Parents),
 	}
+}
+
+func formatParents(parents map[string]string) string {
+	pairs := make([]string, 0, len(parents))
+	for _, label := range slices.Sorted(maps.Keys(parents)) {
+		pairs = append(pairs, label+"="+parents[label])
+	}
+	return strings.Join(pairs, " ")
+}
+
+func parseParents(s string) map[string]string {
+	out := map[string]string{}
+	for _, pair := range strings.Fields(s) {
+		if label, id, ok := strings.Cut(pair, "="); ok {
+			out[label] = id
+		}
+	}
+	return out
 }
 
 // ParseRecord reads img's record from an image's labels. ok is false when
@@ -78,6 +104,7 @@ func ParseRecord(img *Image, labels map[string]string) (r Record, ok bool) {
 		BaseName:   labels[LabelBaseName],
 		BaseDigest: labels[LabelBaseDigest],
 		Inputs:     labels[LabelInputs],
+		Parents:    parseParents(labels[LabelParents]),
 	}
 	if r.Title != img.Name || r.Version != img.Version || r.Inputs == "" {
 		return Record{}, false
@@ -124,6 +151,7 @@ func NewRecord(ctx context.Context, c Inspector, img *Image, dockerfile, buildDo
 		BaseName:   base,
 		BaseDigest: ids[base],
 		Inputs:     inputs,
+		Parents:    ids,
 	}, nil
 }
 

@@ -223,8 +223,12 @@ func TestRecordLabels(t *testing.T) {
 	rec := Record{
 		Title: "app", Version: "1.0-1", Created: time.Date(2026, 1, 5, 10, 0, 0, 0, time.FixedZone("CET", 3600)),
 		BaseName: "ns/base:1.0", BaseDigest: "sha256:11", Inputs: "sha256:22",
+		Parents: map[string]string{"ns/base:1.0": "sha256:11", "127.0.0.1:5000/ns/other:2": "sha256:33"},
 	}
 	labels := rec.Labels()
+	if got, want := labels[LabelParents], "127.0.0.1:5000/ns/other:2=sha256:33 ns/base:1.0=sha256:11"; got != want {
+		t.Errorf("parents label = %q, want %q", got, want)
+	}
 	if got := labels[LabelCreated]; got != "2026-01-05T09:00:00Z" {
 		t.Errorf("created label = %q, want RFC 3339 in UTC", got)
 	}
@@ -236,7 +240,7 @@ func TestRecordLabels(t *testing.T) {
 		t.Fatalf("ParseRecord() = %+v, %v", got, ok)
 	}
 	got.Created = rec.Created
-	if got != rec {
+	if !reflect.DeepEqual(got, rec) {
 		t.Errorf("ParseRecord() = %+v, want %+v", got, rec)
 	}
 
