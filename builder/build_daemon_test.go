@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -26,31 +25,17 @@ import (
 // the test ends. Its busybox base image is tagged ns/busybox:static.
 func daemonNamespace(t *testing.T, cli *client.Client, log *syncBuffer) string {
 	t.Helper()
-	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
-	ns := strings.ToLower(fmt.Sprintf("dpkg-%s-%s", strings.Trim(name, "-"), rand.Text()[:6]))
-	base := ns + "/busybox:static"
-	if _, err := cli.ImageTag(t.Context(), client.ImageTagOptions{Source: testenv.Busybox(t, cli), Target: base}); err != nil {
-		t.Fatal(err)
-	}
+	// Registered first, so it runs after the namespace's tags are gone
+	// (cleanups run last in, first out) and the layers are unused.
 	t.Cleanup(func() {
 		ctx := context.Background()
-		list, err := cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", ns+"/*")})
-		if err != nil {
-			t.Errorf("listing the test's images: %v", err)
-			return
-		}
-		for _, img := range list.Items {
-			for _, tag := range img.RepoTags {
-				cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-			}
-		}
 		for _, m := range regexp.MustCompile(`(?m) ---> ([0-9a-f]{12})$`).FindAllStringSubmatch(log.String(), -1) {
 			if res, err := cli.ImageInspect(ctx, m[1]); err == nil && len(res.RepoTags) == 0 {
 				cli.ImageRemove(ctx, m[1], client.ImageRemoveOptions{PruneChildren: true})
 			}
 		}
 	})
-	return ns
+	return testenv.Namespace(t, cli, "")
 }
 
 // syncBuffer is a log several goroutines write and a test reads.

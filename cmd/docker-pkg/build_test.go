@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -49,33 +47,10 @@ func exitCode(err error) int {
 }
 
 // testRepo is a namespace of the test's own under registry (may be
-// empty), holding busybox:static, the test's base image. Every image of
-// it is removed from the daemon when the test ends.
+// empty), holding busybox:static, the test's base image.
 func testRepo(t *testing.T, cli *client.Client, registry string) string {
 	t.Helper()
-	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
-	ns := strings.ToLower(fmt.Sprintf("dpkg-%s-%s", strings.Trim(name, "-"), rand.Text()[:6]))
-	prefix := ns
-	if registry != "" {
-		prefix = registry + "/" + ns
-	}
-	if _, err := cli.ImageTag(t.Context(), client.ImageTagOptions{Source: testenv.Busybox(t, cli), Target: prefix + "/busybox:static"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		list, err := cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", prefix+"/*")})
-		if err != nil {
-			t.Errorf("listing the test's images: %v", err)
-			return
-		}
-		for _, img := range list.Items {
-			for _, tag := range img.RepoTags {
-				cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-			}
-		}
-	})
-	return ns
+	return testenv.Namespace(t, cli, registry)
 }
 
 // writeYAML writes doc as YAML to path.
