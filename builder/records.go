@@ -64,8 +64,18 @@ func RegistryStatus(r *image.Registry) Status {
 		return nil
 	}
 	return func(ctx context.Context, label string) (bool, error) {
-		_, ok, err := r.Published(ctx, label)
-		return ok, err
+		if !r.Holds(label) {
+			_, ok, err := r.Published(ctx, label)
+			return ok, err
+		}
+		// Reading the image's config answers too, and leaves its build
+		// record remembered for RegistryInspect: one manifest request per
+		// image instead of two.
+		_, _, err := r.Config(ctx, label)
+		if errors.Is(err, image.ErrNotPublished) {
+			return false, nil
+		}
+		return err == nil, err
 	}
 }
 

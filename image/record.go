@@ -373,6 +373,9 @@ func (r *Registry) Config(ctx context.Context, label string) (id string, labels 
 	if r == nil {
 		return "", nil, fmt.Errorf("reading %s: %w: no registry configured", label, ErrNotPublished)
 	}
+	if p, ok := r.published.Load(label); ok {
+		return p.(publishedImage).id, p.(publishedImage).labels, nil
+	}
 	ref, err := r.reference(label)
 	if err != nil {
 		return "", nil, fmt.Errorf("reading %s: %w", label, err)
@@ -384,6 +387,9 @@ func (r *Registry) Config(ctx context.Context, label string) (id string, labels 
 		id, labels, err = r.config(ctx, ref)
 		switch {
 		case err == nil:
+			// Only what is there is remembered: a tag published later in
+			// the run must not read as absent.
+			r.published.Store(label, publishedImage{id, labels})
 			return id, labels, nil
 		case notFound(err):
 			return "", nil, fmt.Errorf("reading %s: %w", label, ErrNotPublished)
@@ -397,6 +403,11 @@ func (r *Registry) Config(ctx context.Context, label string) (id string, labels 
 		}
 		wait *= 2
 	}
+}
+
+type publishedImage struct {
+	id     string
+	labels map[string]string
 }
 
 func (r *Registry) config(ctx context.Context, ref name.Reference) (string, map[string]string, error) {

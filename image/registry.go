@@ -48,6 +48,10 @@ type Registry struct {
 	timeout            time.Duration
 	puller             *remote.Puller
 	labels             *labelCache
+	// published remembers, by label, what Config found in the registry
+	// during this run: the state check and the build record read the
+	// same manifest.
+	published sync.Map // label -> publishedImage
 
 	mu      sync.Mutex
 	secrets []string // every credential seen, removed from error messages
