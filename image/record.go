@@ -394,7 +394,7 @@ func (r *Registry) Config(ctx context.Context, label string) (id string, labels 
 		case notFound(err):
 			return "", nil, fmt.Errorf("reading %s: %w", label, ErrNotPublished)
 		case attempt == r.attempts || !retriable(err):
-			return "", nil, r.redact(fmt.Errorf("reading %s from the registry: %w", label, err))
+			return "", nil, r.redact(fmt.Errorf("reading %s from the registry: %w", label, refused(err)))
 		}
 		select {
 		case <-ctx.Done():

@@ -262,7 +262,7 @@ func (r *Registry) Published(ctx context.Context, label string) (digest string, 
 		case notFound(err):
 			return "", false, nil
 		case attempt == r.attempts || !retriable(err):
-			return "", false, r.redact(fmt.Errorf("checking %s: %w", label, err))
+			return "", false, r.redact(fmt.Errorf("checking %s: %w", label, refused(err)))
 		}
 		select {
 		case <-ctx.Done():
@@ -291,6 +291,28 @@ func notFound(err error) bool {
 
 // retriable: not for our own refusals, the caller's deadline, or a 4xx
 // other than 401/403/408/429, which another try would not change.
+// refusedError says in plain words that the registry would not let us in;
+// the registry's own words (a HEAD answer has none) stay in Err.
+type refusedError struct {
+	status int
+	err    error
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("the registry refused the credentials (%d %s)", e.status, http.StatusText(e.status))
+}
+
+func (e *refusedError) Unwrap() error { return e.err }
+
+// refused turns a 401 or 403 answer into a refusedError.
+func refused(err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
+		return &refusedError{terr.StatusCode, err}
+	}
+	return err
+}
+
 func retriable(err error) bool {
 	if errors.Is(err, ErrPlainHTTP) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false

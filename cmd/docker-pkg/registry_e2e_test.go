@@ -316,7 +316,7 @@ func TestRegistryE2EWrongPassword(t *testing.T) {
 			name:   "checking the registry",
 			args:   []string{"--select", "*/core:*"},
 			stdout: []string{nothingBuilt},
-			stderr: []string{"[core] failed: cannot tell whether it is built or published: ", "401 Unauthorized"},
+			stderr: []string{"[core] failed: cannot tell whether it is built or published: ", "the registry refused the credentials (401 Unauthorized)"},
 			log:    []string{"== docker-pkg build images, "},
 		},
 		{
