@@ -23,27 +23,7 @@ mb=${MB:-200}
 width=${WIDTH:-4}
 levels=${LEVELS:-4}
 ns=dpkg-bench
-base=docker-pkg-fixtures/busybox:static
-
-docker image inspect "$base" >/dev/null 2>&1 || {
-	echo "bench: no $base image: run scripts/docker-up" >&2
-	exit 1
-}
-
-work=$(mktemp -d)
-remove_images() {
-	docker images --format '{{.Repository}}:{{.Tag}}' | { grep "^$ns/" || true; } | { grep -v "^$ns/busybox:" || true; } |
-		xargs -r docker rmi -f >/dev/null
-}
-cleanup() {
-	remove_images
-	docker rmi "$ns/busybox:static" >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-go build -o "$work/docker-pkg" ./cmd/docker-pkg
-docker tag "$base" "$ns/busybox:static"
+. bench/common.sh
 cat >"$work/config.yaml" <<EOF
 namespace: $ns
 base_images: [$ns/busybox:static]

@@ -17,28 +17,7 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-3}
 jobs=${JOBS:-2}
 ns=dpkg-bench-builders
-base=docker-pkg-fixtures/busybox:static
-
-docker image inspect "$base" >/dev/null 2>&1 || {
-	echo "bench: no $base image: run scripts/docker-up" >&2
-	exit 1
-}
-
-work=$(mktemp -d)
-remove_images() {
-	docker images --format '{{.Repository}}:{{.Tag}}' | { grep "^$ns/" || true; } | { grep -v "^$ns/busybox:" || true; } |
-		xargs -r docker rmi -f >/dev/null
-}
-cleanup() {
-	remove_images
-	docker rmi "$ns/busybox:static" >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-go build -o "$work/docker-pkg" ./cmd/docker-pkg
-# image_tag finds a base image only in the tree's namespace.
-docker tag "$base" "$ns/busybox:static"
+. bench/common.sh
 
 # elapsed BUILDER builds a fresh copy of the fixtures tree with BUILDER and
 # prints its wall time in seconds.

@@ -380,29 +380,20 @@ func (r *Registry) Config(ctx context.Context, label string) (id string, labels 
 	if err != nil {
 		return "", nil, fmt.Errorf("reading %s: %w", label, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	wait := r.backoff
-	for attempt := 1; ; attempt++ {
+	found, err := r.retry(ctx, "reading "+label+" from the registry", func(ctx context.Context) (err error) {
 		id, labels, err = r.config(ctx, ref)
-		switch {
-		case err == nil:
-			// Only what is there is remembered: a tag published later in
-			// the run must not read as absent.
-			r.published.Store(label, publishedImage{id, labels})
-			return id, labels, nil
-		case notFound(err):
-			return "", nil, fmt.Errorf("reading %s: %w", label, ErrNotPublished)
-		case attempt == r.attempts || !retriable(err):
-			return "", nil, r.redact(fmt.Errorf("reading %s from the registry: %w", label, refused(err)))
-		}
-		select {
-		case <-ctx.Done():
-			return "", nil, r.redact(fmt.Errorf("reading %s from the registry: %w (after %d attempts, last: %v)", label, ctx.Err(), attempt, err))
-		case <-time.After(wait):
-		}
-		wait *= 2
+		return err
+	})
+	switch {
+	case err != nil:
+		return "", nil, err
+	case !found:
+		return "", nil, fmt.Errorf("reading %s: %w", label, ErrNotPublished)
 	}
+	// Only what is there is remembered: a tag published later in the run
+	// must not read as absent.
+	r.published.Store(label, publishedImage{id, labels})
+	return id, labels, nil
 }
 
 type publishedImage struct {

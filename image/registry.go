@@ -251,22 +251,36 @@ func (r *Registry) Published(ctx context.Context, label string) (digest string, 
 	if err != nil {
 		return "", false, fmt.Errorf("checking %s: %w", label, err)
 	}
+	found, err := r.retry(ctx, "checking "+label, func(ctx context.Context) error {
+		desc, err := r.puller.Head(ctx, ref)
+		if err == nil {
+			digest = desc.Digest.String()
+		}
+		return err
+	})
+	return digest, found, err
+}
+
+// retry makes one registry call, what naming it in errors, bounded by the
+// timeout and retried with backoff while retriable. found is false, with
+// no error, when the registry says the image or repository is unknown.
+func (r *Registry) retry(ctx context.Context, what string, call func(context.Context) error) (found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	wait := r.backoff
 	for attempt := 1; ; attempt++ {
-		desc, err := r.puller.Head(ctx, ref)
+		err := call(ctx)
 		switch {
 		case err == nil:
-			return desc.Digest.String(), true, nil
+			return true, nil
 		case notFound(err):
-			return "", false, nil
+			return false, nil
 		case attempt == r.attempts || !retriable(err):
-			return "", false, r.redact(fmt.Errorf("checking %s: %w", label, refused(err)))
+			return false, r.redact(fmt.Errorf("%s: %w", what, refused(err)))
 		}
 		select {
 		case <-ctx.Done():
-			return "", false, r.redact(fmt.Errorf("checking %s: %w (after %d attempts, last: %v)", label, ctx.Err(), attempt, err))
+			return false, r.redact(fmt.Errorf("%s: %w (after %d attempts, last: %v)", what, ctx.Err(), attempt, err))
 		case <-time.After(wait):
 		}
 		wait *= 2

@@ -87,9 +87,11 @@ func writeImage(t *testing.T, root, name, template, test string) {
 	}
 }
 
-func TestBuildFixtures(t *testing.T) {
-	cli := testenv.Docker(t)
-	ns := testRepo(t, cli, "")
+// fixturesCopy copies fixtures/ into a folder of the test's own, its
+// config set to namespace ns and to the base image testRepo tagged there
+// (image_tag finds a base image only in the tree's namespace).
+func fixturesCopy(t *testing.T, ns string) string {
+	t.Helper()
 	work := t.TempDir()
 	if err := os.CopyFS(work, os.DirFS("../../fixtures")); err != nil {
 		t.Fatal(err)
@@ -104,6 +106,13 @@ func TestBuildFixtures(t *testing.T) {
 	}
 	doc["namespace"], doc["base_images"] = ns, []string{ns + "/busybox:static"}
 	writeYAML(t, filepath.Join(work, "config.yaml"), doc)
+	return work
+}
+
+func TestBuildFixtures(t *testing.T) {
+	cli := testenv.Docker(t)
+	ns := testRepo(t, cli, "")
+	work := fixturesCopy(t, ns)
 
 	stdout, stderr, err := runBuildCmd(t, work, "-c", "config.yaml", "build", "--jobs", "2", "images")
 	if code := exitCode(err); code != 1 {

@@ -19,7 +19,6 @@ import (
 	"github.com/docker-pkg/docker-pkg/internal/testenv"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-	"gopkg.in/yaml.v3"
 )
 
 // fixtureImages are the images of fixtures/images, in build order, with
@@ -78,21 +77,7 @@ func TestBuildersFixtures(t *testing.T) {
 // TestBuildFixtures checks in detail: everything verified but legacy-app.
 func buildFixtures(t *testing.T, cli *client.Client, ns, b string) {
 	t.Helper()
-	work := t.TempDir()
-	if err := os.CopyFS(work, os.DirFS("../../fixtures")); err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	raw, err := os.ReadFile(filepath.Join(work, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	// image_tag finds a base image only in the tree's namespace.
-	doc["namespace"], doc["base_images"] = ns, []string{ns + "/busybox:static"}
-	writeYAML(t, filepath.Join(work, "config.yaml"), doc)
+	work := fixturesCopy(t, ns)
 
 	stdout, stderr, err := runBuildCmd(t, work, "-c", "config.yaml", "build", "--builder", b, "--jobs", "2", "images")
 	if code := exitCode(err); code != 1 {
