@@ -106,7 +106,7 @@ func daemonTree(t *testing.T, cfg *config.Config, imgs ...execImage) *Tree {
 		}
 	}
 	n := image.Naming{Namespace: cfg.Namespace}
-	tree, err := Scan(t.Context(), tree.Dir, cfg, n)
+	tree, err := scanTree(t.Context(), tree.Dir, cfg, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,17 +149,17 @@ func TestBuildDaemonFixtures(t *testing.T) {
 	delete(doc, "namespace")
 	delete(doc, "base_images")
 	cfg := writeConfig(t, dir, ns, doc)
-	tree, err := Scan(t.Context(), filepath.Join(dir, "images"), cfg, image.Naming{Namespace: ns})
+	tree, err := scanTree(t.Context(), filepath.Join(dir, "images"), cfg, image.Naming{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
-	states, err := tree.Assess(t.Context(), Sources{Local: LocalStatus(cli)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := planAll(t, tree, states)
 	rec := &recorder{}
-	res, err := Build(t.Context(), tree, plan, cli, cfg, WithJobs(1), WithEvents(rec.event), WithLog(log))
+	b := builderFor(t, tree, cfg, WithEngine(cli), WithJobs(1), WithEvents(rec.event), WithLog(log))
+	plan, err := b.Plan(t.Context(), PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Build(t.Context(), plan, BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestBuildDaemonFailureSkipsOnlyDescendants(t *testing.T) {
 		execImage{name: "sibling", depends: "root", body: "RUN test -f /root.txt"},
 		execImage{name: "nephew", depends: "sibling", test: `docker run --rm "$1" cat /root.txt | grep -qx root`},
 	)
-	res, err := Build(t.Context(), tree, planAll(t, tree, nil), cli, cfg, WithJobs(2), WithLog(log))
+	res, err := builderFor(t, tree, cfg, WithEngine(cli), WithJobs(2), WithLog(log)).Build(t.Context(), planAll(t, tree, nil), BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestBuildDaemonInterrupt(t *testing.T) {
 	if before := markerContainers(t, cli, marker); len(before) > 0 {
 		t.Fatalf("containers before the build: %v", before)
 	}
-	res, err := Build(ctx, tree, planAll(t, tree, nil), cli, cfg, WithJobs(2), WithLog(log))
+	res, err := builderFor(t, tree, cfg, WithEngine(cli), WithJobs(2), WithLog(log)).Build(ctx, planAll(t, tree, nil), BuildOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Build = %v, want context.Canceled\nlog:\n%s", err, log.String())
 	}
@@ -289,7 +289,7 @@ func TestBuildDaemonFailFast(t *testing.T) {
 		execImage{name: "later", depends: "slow"},
 	)
 	// Were fail-fast not to interrupt slow, this would take five minutes.
-	res, err := Build(t.Context(), tree, planAll(t, tree, nil), cli, cfg, WithJobs(2), WithFailFast(), WithLog(log))
+	res, err := builderFor(t, tree, cfg, WithEngine(cli), WithJobs(2), WithLog(log)).Build(t.Context(), planAll(t, tree, nil), BuildOptions{FailFast: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/dockerfile"
 	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/docker-pkg/docker-pkg/registry"
 	apiimage "github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 )
@@ -60,7 +61,7 @@ func execTree(t *testing.T, cfg *config.Config, imgs ...execImage) *Tree {
 			}
 		}
 	}
-	tree, err := Scan(t.Context(), root, cfg, image.Naming{})
+	tree, err := scanTree(t.Context(), root, cfg, image.Naming{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,14 +258,14 @@ func chainNames(p *Plan) []string {
 
 func planAll(t *testing.T, tree *Tree, states States) *Plan {
 	t.Helper()
-	p, err := tree.Plan(states, "*")
+	p, err := tree.plan(states, "*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-func TestCheckOptions(t *testing.T) {
+func TestNewRejectsJobs(t *testing.T) {
 	tests := []struct {
 		name string
 		jobs int
@@ -275,17 +276,12 @@ func TestCheckOptions(t *testing.T) {
 		{"zero", 0, false},
 		{"negative", -2, false},
 	}
+	root := t.TempDir()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckOptions(WithJobs(tt.jobs))
+			_, err := New(t.Context(), root, execConfig(), WithJobs(tt.jobs))
 			if (err == nil) != tt.ok {
-				t.Errorf("CheckOptions(WithJobs(%d)) = %v, want ok %v", tt.jobs, err, tt.ok)
-			}
-			// Build rejects the same, before any work.
-			cfg := execConfig()
-			_, err = Build(t.Context(), &Tree{}, &Plan{}, newFakeDocker(), cfg, WithJobs(tt.jobs))
-			if (err == nil) != tt.ok {
-				t.Errorf("Build(WithJobs(%d)) = %v, want ok %v", tt.jobs, err, tt.ok)
+				t.Errorf("New(WithJobs(%d)) = %v, want ok %v", tt.jobs, err, tt.ok)
 			}
 		})
 	}
@@ -308,7 +304,7 @@ func TestBuildOneJobFollowsPlanOrder(t *testing.T) {
 	for range 20 {
 		eng := newFakeDocker()
 		rec := &recorder{}
-		res, err := Build(t.Context(), tree, plan, eng, cfg, WithJobs(1), WithEvents(rec.event))
+		res, err := builderFor(t, tree, cfg, WithEngine(eng), WithJobs(1), WithEvents(rec.event)).Build(t.Context(), plan, BuildOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -332,7 +328,7 @@ func TestBuildJobsRunInParallel(t *testing.T) {
 	eng := newFakeDocker()
 	eng.quorum = 2 // no build ends before two ran at once
 	rec := &recorder{}
-	res, err := Build(t.Context(), tree, planAll(t, tree, nil), eng, cfg, WithJobs(2), WithEvents(rec.event))
+	res, err := builderFor(t, tree, cfg, WithEngine(eng), WithJobs(2), WithEvents(rec.event)).Build(t.Context(), planAll(t, tree, nil), BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +359,7 @@ func TestBuildSkipsOnlyDescendantsOfFailure(t *testing.T) {
 	eng := newFakeDocker()
 	rec := &recorder{}
 	var log bytes.Buffer
-	res, err := Build(t.Context(), tree, planAll(t, tree, nil), eng, cfg, WithJobs(3), WithEvents(rec.event), WithLog(&log))
+	res, err := builderFor(t, tree, cfg, WithEngine(eng), WithJobs(3), WithEvents(rec.event), WithLog(&log)).Build(t.Context(), planAll(t, tree, nil), BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +420,7 @@ func TestBuildRenderFailures(t *testing.T) {
 			cfg.ForceNumericUser = tt.numeric
 			tree := execTree(t, cfg, execImage{name: "x", body: tt.body})
 			eng := newFakeDocker()
-			res, err := Build(t.Context(), tree, planAll(t, tree, nil), eng, cfg)
+			res, err := builderFor(t, tree, cfg, WithEngine(eng)).Build(t.Context(), planAll(t, tree, nil), BuildOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -454,7 +450,7 @@ func TestBuildFailFast(t *testing.T) {
 	)
 	eng := newFakeDocker()
 	eng.quorum = 2 // bad fails only once slow is building
-	res, err := Build(t.Context(), tree, planAll(t, tree, nil), eng, cfg, WithJobs(2), WithFailFast())
+	res, err := builderFor(t, tree, cfg, WithEngine(eng), WithJobs(2)).Build(t.Context(), planAll(t, tree, nil), BuildOptions{FailFast: true})
 	if err != nil {
 		t.Fatalf("Build = %v; a fail-fast stop is in the result, not an error", err)
 	}
@@ -480,7 +476,7 @@ func TestBuildCancelled(t *testing.T) {
 	}
 	done := make(chan built)
 	go func() {
-		res, err := Build(ctx, tree, planAll(t, tree, nil), eng, cfg, WithJobs(2))
+		res, err := builderFor(t, tree, cfg, WithEngine(eng), WithJobs(2)).Build(ctx, planAll(t, tree, nil), BuildOptions{})
 		done <- built{res, err}
 	}()
 	eng.waitStarted(t, "slow")
@@ -508,7 +504,7 @@ type fakeRegistry struct {
 
 func (f *fakeRegistry) Credentials(context.Context) (bool, error) { return f.creds, nil }
 
-func (f *fakeRegistry) Pull(_ context.Context, _ image.Puller, label string, log io.Writer) error {
+func (f *fakeRegistry) Pull(_ context.Context, _ registry.Puller, label string, log io.Writer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pulled = append(f.pulled, label)
@@ -519,13 +515,13 @@ func (f *fakeRegistry) Pull(_ context.Context, _ image.Puller, label string, log
 	return nil
 }
 
-func (f *fakeRegistry) Publish(_ context.Context, _ image.Pusher, img *image.Image, _ io.Writer) error {
+func (f *fakeRegistry) Publish(_ context.Context, _ registry.Pusher, label string, _ io.Writer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.fail[img.Label()] {
+	if f.fail[label] {
 		return errors.New("denied")
 	}
-	f.published = append(f.published, img.Label())
+	f.published = append(f.published, label)
 	return nil
 }
 
@@ -541,7 +537,8 @@ func TestBuildPulls(t *testing.T) {
 	)
 	states := States{"pub": {State: Published}}
 	reg := &fakeRegistry{fail: map[string]bool{"base:1": true}}
-	res, err := Build(t.Context(), tree, planAll(t, tree, states), newFakeDocker(), cfg, WithPull(reg, states))
+	b := builderFor(t, tree, cfg, WithEngine(newFakeDocker()), withRegistry(reg))
+	res, err := b.Build(t.Context(), planFrom(t, b, states, "*", sources{remote: in(), pull: true}), BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,14 +583,13 @@ func TestPublish(t *testing.T) {
 		reg       Registry
 		res       *Result
 		states    States
-		opts      []BuildOption
+		opts      PublishOptions
 		wantErr   error
 		outcomes  map[string]string
 		published []string
 	}{
-		{name: "no registry", reg: nil, res: res, states: states, wantErr: image.ErrNoCredentials},
-		{name: "no registry, typed nil", reg: (*image.Registry)(nil), res: res, states: states, wantErr: image.ErrNoCredentials},
-		{name: "no credentials", reg: &fakeRegistry{}, res: res, states: states, wantErr: image.ErrNoCredentials},
+		{name: "no registry", reg: nil, res: res, states: states, wantErr: registry.ErrNoCredentials},
+		{name: "no credentials", reg: &fakeRegistry{}, res: res, states: states, wantErr: registry.ErrNoCredentials},
 		{
 			name: "earlier builds verified first", reg: &fakeRegistry{creds: true}, res: res, states: states,
 			outcomes:  map[string]string{"new": "published", "old": "published", "old-failing": "failed at verify"},
@@ -605,22 +601,23 @@ func TestPublish(t *testing.T) {
 			published: []string{"new:1.0-1"},
 		},
 		{
-			name: "atomic with a failed build", reg: &fakeRegistry{creds: true}, res: res, states: oldOnly, opts: []BuildOption{WithAtomic()},
+			name: "atomic with a failed build", reg: &fakeRegistry{creds: true}, res: res, states: oldOnly, opts: PublishOptions{Atomic: true},
 			wantErr: ErrIncomplete, outcomes: map[string]string{"new": "verified", "old": "verified"},
 		},
 		{
-			name: "atomic with a failing earlier build", reg: &fakeRegistry{creds: true}, res: allGood, states: states, opts: []BuildOption{WithAtomic()},
+			name: "atomic with a failing earlier build", reg: &fakeRegistry{creds: true}, res: allGood, states: states, opts: PublishOptions{Atomic: true},
 			wantErr: ErrIncomplete, outcomes: map[string]string{"new": "verified", "old": "verified", "old-failing": "failed at verify"},
 		},
 		{
-			name: "atomic and all verified", reg: &fakeRegistry{creds: true}, res: allGood, states: oldOnly, opts: []BuildOption{WithAtomic()},
+			name: "atomic and all verified", reg: &fakeRegistry{creds: true}, res: allGood, states: oldOnly, opts: PublishOptions{Atomic: true},
 			outcomes:  map[string]string{"new": "published", "old": "published"},
 			published: []string{"new:1.0-1", "old:1.0-1"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Publish(t.Context(), tree, tt.states, tt.res, newFakeDocker(), cfg, tt.reg, tt.opts...)
+			b := builderFor(t, tree, cfg, WithEngine(newFakeDocker()), withRegistry(tt.reg))
+			got, err := b.Publish(t.Context(), planAll(t, tree, tt.states), tt.res, tt.opts)
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("Publish = %v, want %v", err, tt.wantErr)
 			}

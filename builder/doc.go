@@ -1,8 +1,18 @@
-// Package builder owns the repository of image definitions as a whole: the
-// scan of a directory into a Tree, the dependency graph between images
-// (control files plus what the templates use), each image's state (to_build,
-// built, verified, published, error) and why, read from the daemon, the
-// registry and the build records the images carry, and the work done on the
-// whole tree: the plan, the parallel build, publishing, update (version
-// bumps that cascade to every descendant, all or nothing) and prune.
+// Package builder owns the repository of image definitions as a whole and
+// the work done on it. Everything enters through one value, made by New:
+// the scanned Tree (images, the dependency graph from control files and
+// the templates' image_tag), with the Docker Engine, the registry and the
+// backend it builds on.
+//
+//   - Plan: each image's state (to_build, built, published, error) and why,
+//     read through one locator that asks the local engine (one ImageList)
+//     and the registry where an image is and what its build record says;
+//     then the build chain of a selection.
+//   - Build: the scheduler. Images build in parallel (WithJobs), each after
+//     its parents, through one per-image pipeline: render -> record ->
+//     build (on a Backend) -> verify. A failure skips only its descendants.
+//   - Publish, Update (version bumps that cascade to every descendant, all
+//     or nothing), Stale, Prune, Render.
+//
+// It never prints: progress goes to WithEvents, build output to WithLog.
 package builder

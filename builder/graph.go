@@ -301,18 +301,6 @@ func (t *Tree) Parents(name string) []*image.Image {
 	return t.images(t.relatives(name, func(n node) []int { return n.parents }, false))
 }
 
-// Children returns the scanned images that depend directly on name, sorted
-// by name.
-func (t *Tree) Children(name string) []*image.Image {
-	return t.images(t.relatives(name, func(n node) []int { return n.children }, false))
-}
-
-// Ancestors returns every image name depends on, directly or not, parents
-// first.
-func (t *Tree) Ancestors(name string) []*image.Image {
-	return t.images(t.relatives(name, func(n node) []int { return n.parents }, true))
-}
-
 // Descendants returns every image that depends on name, directly or not,
 // parents first: what update bumps and a failed build skips.
 func (t *Tree) Descendants(name string) []*image.Image {

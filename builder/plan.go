@@ -7,9 +7,7 @@ import (
 	"regexp"
 	"strings"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker-pkg/docker-pkg/image"
-	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -44,39 +42,6 @@ const (
 	CodeParentRebuilt Code = "parent_rebuilt"
 )
 
-// Status says whether the image with this full label is present in one
-// place: the local daemon or the registry.
-type Status func(ctx context.Context, label string) (bool, error)
-
-// ImageInspector is the one Engine API call LocalStatus needs; the moby
-// client satisfies it.
-type ImageInspector interface {
-	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
-}
-
-// LocalStatus reports whether the local daemon has an image.
-func LocalStatus(c ImageInspector) Status {
-	return func(ctx context.Context, label string) (bool, error) {
-		_, err := c.ImageInspect(ctx, label)
-		switch {
-		case err == nil:
-			return true, nil
-		case cerrdefs.IsNotFound(err):
-			return false, nil
-		}
-		return false, fmt.Errorf("inspecting %s in the local daemon: %w", label, err)
-	}
-}
-
-// Sources says where Assess looks for images.
-type Sources struct {
-	Local    Status // nil: no daemon, every image not published is to_build
-	Registry Status // nil: no registry, nothing is published
-	// Pull: pulling is allowed (no --no-pull), so the registry is asked
-	// first and a published image is not rebuilt even if absent locally.
-	Pull bool
-}
-
 // Assessment is an image's state and why.
 type Assessment struct {
 	State  State
@@ -87,37 +52,16 @@ type Assessment struct {
 // States maps short names to their assessment.
 type States map[string]Assessment
 
-// AssessOption changes what Assess looks at.
-type AssessOption func(*assessOptions)
-
-type assessOptions struct {
-	records *Records
-}
-
-// WithRecords makes Assess read the build record of every image that is
-// built or published and explain it further: CodeStale when the parent it
-// was built on has changed since (or is stale itself), CodeChanged when
-// what it would be built from now differs while its version does not.
-// r.Pull is taken from the Sources. Default: no record is read.
-func WithRecords(r Records) AssessOption {
-	return func(o *assessOptions) { o.records = &r }
-}
-
-// Assess finds every image's initial state, asking the sources for up to
-// scan_workers images at once. A failed check puts that image in Error; a
-// build record that cannot be read leaves the state as it is and says so
-// in the reason. Only a cancelled ctx fails the whole.
-func (t *Tree) Assess(ctx context.Context, src Sources, opts ...AssessOption) (States, error) {
-	var o assessOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	var rd *reader
-	if o.records != nil {
-		recs := *o.records
-		recs.Pull = src.Pull
-		rd = newReader(t, recs)
-	}
+// assess finds every image's initial state, asking loc for up to
+// scan_workers images at once, and reads the build record of every image
+// that is built or published to explain it further: CodeStale when the
+// parent it was built on has changed since (or is stale itself),
+// CodeChanged when what it would be built from now differs while its
+// version does not. A failed check puts that image in Error; a build
+// record that cannot be read leaves the state as it is and says so in the
+// reason. Only a cancelled ctx fails the whole.
+func (b *Builder) assess(ctx context.Context, loc *locator) (States, error) {
+	t := b.tree
 	out := make([]Assessment, len(t.Images))
 	drifts := make([]*Drift, len(t.Images))
 	g, gctx := errgroup.WithContext(ctx)
@@ -127,11 +71,11 @@ func (t *Tree) Assess(ctx context.Context, src Sources, opts ...AssessOption) (S
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			out[i] = assess(gctx, img.Label(), src)
-			if rd == nil || out[i].State != Built && out[i].State != Published {
+			out[i] = loc.state(gctx, img)
+			if out[i].State != Built && out[i].State != Published {
 				return nil
 			}
-			d, err := rd.drift(gctx, img, true)
+			d, err := b.drift(gctx, loc, img, true)
 			switch {
 			case gctx.Err() != nil:
 				return gctx.Err()
@@ -149,9 +93,7 @@ func (t *Tree) Assess(ctx context.Context, src Sources, opts ...AssessOption) (S
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("checking image states: %w", err)
 	}
-	if rd != nil {
-		t.inheritStale(out, drifts)
-	}
+	t.inheritStale(out, drifts)
 	states := make(States, len(out))
 	for i, img := range t.Images {
 		if d := drifts[i]; d != nil {
@@ -162,63 +104,38 @@ func (t *Tree) Assess(ctx context.Context, src Sources, opts ...AssessOption) (S
 	return states, nil
 }
 
-func assess(ctx context.Context, label string, src Sources) Assessment {
-	failed := func(err error) Assessment { return Assessment{Error, CodeCheckFailed, err.Error()} }
-	published := func() (bool, error) {
-		if src.Registry == nil {
-			return false, nil
-		}
-		return src.Registry(ctx, label)
-	}
-	local := func() (bool, error) {
-		if src.Local == nil {
-			return false, nil
-		}
-		return src.Local(ctx, label)
-	}
-	notBuilt := Assessment{ToBuild, CodeNotBuilt, "not built"}
-	switch {
-	case src.Local == nil:
-		notBuilt = Assessment{ToBuild, CodeNoDaemon, "not checked: no Docker daemon"}
-	case src.Registry != nil && src.Pull:
-		notBuilt.Reason = "not built, not in registry"
-	}
-	isPublished := Assessment{Published, CodePublished, "published"}
-	isBuilt := Assessment{Built, CodeBuiltLocally, "built locally"}
-	if src.Registry != nil {
-		isBuilt.Reason = "built locally, not published"
-	}
+// PlanOptions says what to plan.
+type PlanOptions struct {
+	// Select is a shell glob on full labels (see Glob): the images to
+	// build, with the dependencies they need. Default "": every image.
+	Select string
+	// Pull allows pulling (build without --no-pull): the registry is asked
+	// first and a published image is not rebuilt even if absent locally;
+	// the build pulls base images and published parents. It means nothing
+	// without a registry.
+	Pull bool
+}
 
-	if src.Pull {
-		ok, err := published()
-		if err != nil {
-			return failed(err)
-		}
-		if ok {
-			return isPublished
-		}
-		if ok, err = local(); err != nil {
-			return failed(err)
-		}
-		if ok {
-			return isBuilt
-		}
-		return notBuilt
+// Plan finds the state of every image and why, from the daemon, the
+// registry and the build records both hold, and selects the build chain.
+func (b *Builder) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
+	if opts.Select == "" {
+		opts.Select = "*"
 	}
-	ok, err := local()
+	if _, err := Glob(opts.Select); err != nil {
+		return nil, err
+	}
+	loc := newLocator(b.tree, b.engine, b.reg, opts.Pull)
+	states, err := b.assess(ctx, loc)
 	if err != nil {
-		return failed(err)
+		return nil, err
 	}
-	if !ok {
-		return notBuilt
+	p, err := b.tree.plan(states, opts.Select)
+	if err != nil {
+		return nil, err
 	}
-	if ok, err = published(); err != nil {
-		return failed(err)
-	}
-	if ok {
-		return isPublished
-	}
-	return isBuilt
+	p.loc = loc
+	return p, nil
 }
 
 // Plan is what a build would do with a selection.
@@ -229,8 +146,15 @@ type Plan struct {
 
 	tree            *Tree
 	states          States
-	selected, build []bool // by index in tree.Images
+	selected, build []bool   // by index in tree.Images
+	loc             *locator // where the states were read; nil in tests
 }
+
+// States returns every image's state, by short name.
+func (p *Plan) States() States { return p.states }
+
+// Pull says whether the build pulls (PlanOptions.Pull, with a registry).
+func (p *Plan) Pull() bool { return p.loc != nil && p.loc.pull && p.loc.remote != nil }
 
 // Entry is one image of a Plan.
 type Entry struct {
@@ -251,12 +175,12 @@ func (p *Plan) Chain() []*image.Image {
 	return out
 }
 
-// Plan selects the build chain: every to_build image whose full label
+// plan selects the build chain: every to_build image whose full label
 // matches glob (a shell glob as Python's fnmatch reads it: `*` also matches
 // `/`), preceded by its to_build dependencies, recursively. The recursion
 // stops at a dependency in any other state, as the reference's does. An
 // image missing from states counts as to_build.
-func (t *Tree) Plan(states States, glob string) (*Plan, error) {
+func (t *Tree) plan(states States, glob string) (*Plan, error) {
 	match, err := Glob(glob)
 	if err != nil {
 		return nil, err

@@ -23,22 +23,22 @@ func BenchmarkPlan(b *testing.B) {
 			cfg := &config.Config{ScanWorkers: 8, BaseImages: []string{"docker-registry.example.org/bookworm:20260105"}}
 			naming := image.Naming{Registry: "docker-registry.example.org", Namespace: "releng"}
 			// About a third of the images are built already.
-			local := func(_ context.Context, label string) (bool, error) {
+			local := placeFunc(func(_ context.Context, label string) (found, error) {
 				h := fnv.New32a()
 				h.Write([]byte(label))
-				return h.Sum32()%3 == 0, nil
-			}
+				return found{ok: h.Sum32()%3 == 0}, nil
+			})
 			ctx := context.Background()
 			for b.Loop() {
-				tree, err := Scan(ctx, root, cfg, naming)
+				tree, err := scanTree(ctx, root, cfg, naming)
 				if err != nil {
 					b.Fatal(err)
 				}
-				states, err := tree.Assess(ctx, Sources{Local: local})
+				states, err := assessWith(ctx, builderFor(b, tree, cfg), sources{local: local})
 				if err != nil {
 					b.Fatal(err)
 				}
-				plan, err := tree.Plan(states, "*")
+				plan, err := tree.plan(states, "*")
 				if err != nil {
 					b.Fatal(err)
 				}

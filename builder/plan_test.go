@@ -7,56 +7,39 @@ import (
 	"strings"
 	"testing"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
-	"github.com/docker-pkg/docker-pkg/internal/testenv"
-	"github.com/moby/moby/client"
 )
-
-// in returns a Status that finds exactly the given labels.
-func in(labels ...string) Status {
-	return func(_ context.Context, label string) (bool, error) {
-		for _, l := range labels {
-			if l == label {
-				return true, nil
-			}
-		}
-		return false, nil
-	}
-}
-
-func failing(context.Context, string) (bool, error) { return false, errors.New("boom") }
 
 func TestAssess(t *testing.T) {
 	root := writeTree(t, img("a", "a", "1", "", ""))
-	tree, err := Scan(context.Background(), root, testConfig(), image.Naming{Namespace: "ns"})
+	tree, err := scanTree(context.Background(), root, testConfig(), image.Naming{Namespace: "ns"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const label = "ns/a:1"
 	tests := []struct {
 		name string
-		src  Sources
+		src  sources
 		want Assessment
 	}{
-		{"no daemon", Sources{}, Assessment{ToBuild, CodeNoDaemon, "not checked: no Docker daemon"}},
-		{"no daemon, published", Sources{Registry: in(label), Pull: true}, Assessment{Published, CodePublished, "published"}},
-		{"absent", Sources{Local: in()}, Assessment{ToBuild, CodeNotBuilt, "not built"}},
-		{"local", Sources{Local: in(label)}, Assessment{Built, CodeBuiltLocally, "built locally"}},
-		{"absent, registry checked", Sources{Local: in(), Registry: in(), Pull: true}, Assessment{ToBuild, CodeNotBuilt, "not built, not in registry"}},
-		{"pull: published wins over local", Sources{Local: in(label), Registry: in(label), Pull: true}, Assessment{Published, CodePublished, "published"}},
-		{"pull: published, absent locally", Sources{Local: in(), Registry: in(label), Pull: true}, Assessment{Published, CodePublished, "published"}},
-		{"pull: local only", Sources{Local: in(label), Registry: in(), Pull: true}, Assessment{Built, CodeBuiltLocally, "built locally, not published"}},
-		{"no pull: absent locally but published", Sources{Local: in(), Registry: in(label)}, Assessment{ToBuild, CodeNotBuilt, "not built"}},
-		{"no pull: local and published", Sources{Local: in(label), Registry: in(label)}, Assessment{Published, CodePublished, "published"}},
-		{"no pull: local only", Sources{Local: in(label), Registry: in()}, Assessment{Built, CodeBuiltLocally, "built locally, not published"}},
-		{"local check fails", Sources{Local: failing}, Assessment{Error, CodeCheckFailed, "boom"}},
-		{"registry check fails", Sources{Local: in(), Registry: failing, Pull: true}, Assessment{Error, CodeCheckFailed, "boom"}},
+		{"no daemon", sources{}, Assessment{ToBuild, CodeNoDaemon, "not checked: no Docker daemon"}},
+		{"no daemon, published", sources{remote: in(label), pull: true}, Assessment{Published, CodePublished, "published"}},
+		{"absent", sources{local: in()}, Assessment{ToBuild, CodeNotBuilt, "not built"}},
+		{"local", sources{local: in(label)}, Assessment{Built, CodeBuiltLocally, "built locally"}},
+		{"absent, registry checked", sources{local: in(), remote: in(), pull: true}, Assessment{ToBuild, CodeNotBuilt, "not built, not in registry"}},
+		{"pull: published wins over local", sources{local: in(label), remote: in(label), pull: true}, Assessment{Published, CodePublished, "published"}},
+		{"pull: published, absent locally", sources{local: in(), remote: in(label), pull: true}, Assessment{Published, CodePublished, "published"}},
+		{"pull: local only", sources{local: in(label), remote: in(), pull: true}, Assessment{Built, CodeBuiltLocally, "built locally, not published"}},
+		{"no pull: absent locally but published", sources{local: in(), remote: in(label)}, Assessment{ToBuild, CodeNotBuilt, "not built"}},
+		{"no pull: local and published", sources{local: in(label), remote: in(label)}, Assessment{Published, CodePublished, "published"}},
+		{"no pull: local only", sources{local: in(label), remote: in()}, Assessment{Built, CodeBuiltLocally, "built locally, not published"}},
+		{"local check fails", sources{local: failing}, Assessment{Error, CodeCheckFailed, "boom"}},
+		{"registry check fails", sources{local: in(), remote: failing, pull: true}, Assessment{Error, CodeCheckFailed, "boom"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			states, err := tree.Assess(context.Background(), tt.src)
+			states, err := assessWith(context.Background(), builderFor(t, tree, testConfig()), tt.src)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,47 +54,8 @@ func TestAssessCancelled(t *testing.T) {
 	tree := diamond(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := tree.Assess(ctx, Sources{Local: in()}); !errors.Is(err, context.Canceled) {
+	if _, err := assessWith(ctx, builderFor(t, tree, testConfig()), sources{local: in()}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Assess() error = %v, want context.Canceled", err)
-	}
-}
-
-// inspector answers ImageInspect with err; any other call panics.
-type inspector struct {
-	ImageInspector
-	err error
-}
-
-func (f inspector) ImageInspect(context.Context, string, ...client.ImageInspectOption) (client.ImageInspectResult, error) {
-	return client.ImageInspectResult{}, f.err
-}
-
-func TestLocalStatus(t *testing.T) {
-	tests := []struct {
-		name    string
-		err     error
-		want    bool
-		wantErr string
-	}{
-		{"present", nil, true, ""},
-		{"absent", cerrdefs.ErrNotFound, false, ""},
-		{"daemon error", errors.New("connection refused"), false, "inspecting x:1 in the local daemon: connection refused"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := LocalStatus(inspector{err: tt.err})(context.Background(), "x:1")
-			if got != tt.want || (err == nil) != (tt.wantErr == "") || err != nil && err.Error() != tt.wantErr {
-				t.Errorf("LocalStatus() = %v, %v; want %v, %q", got, err, tt.want, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestLocalStatusDaemon(t *testing.T) {
-	cli := testenv.Docker(t)
-	present, err := LocalStatus(cli)(context.Background(), "docker-pkg-test/never-built:0-1")
-	if err != nil || present {
-		t.Errorf("LocalStatus() = %v, %v; want false, nil for an image the daemon lacks", present, err)
 	}
 }
 
@@ -135,7 +79,7 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plan, err := tree.Plan(tt.states, tt.glob)
+			plan, err := tree.plan(tt.states, tt.glob)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +107,7 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
-	if _, err := tree.Plan(States{}, "[z-a]"); !errors.Is(err, ErrBadPattern) {
+	if _, err := tree.plan(States{}, "[z-a]"); !errors.Is(err, ErrBadPattern) {
 		t.Errorf("Plan() with a bad pattern: error = %v, want ErrBadPattern", err)
 	}
 }
@@ -173,15 +117,15 @@ func TestPlanFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := Scan(context.Background(), "../fixtures/images", cfg, image.Naming{Namespace: cfg.Namespace})
+	tree, err := scanTree(context.Background(), "../fixtures/images", cfg, image.Naming{Namespace: cfg.Namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
-	states, err := tree.Assess(context.Background(), Sources{Local: in("docker-pkg-fixtures/core:1.2.0-1", "docker-pkg-fixtures/tools:4.2.0-1")})
+	states, err := assessWith(context.Background(), builderFor(t, tree, cfg), sources{local: in("docker-pkg-fixtures/core:1.2.0-1", "docker-pkg-fixtures/tools:4.2.0-1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := tree.Plan(states, "*")
+	plan, err := tree.plan(states, "*")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,6 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// PruneClient is the Engine API calls Prune makes; the moby client
-// satisfies it.
-type PruneClient interface {
-	ImageList(ctx context.Context, options client.ImageListOptions) (client.ImageListResult, error)
-	ImageRemove(ctx context.Context, imageID string, options client.ImageRemoveOptions) (client.ImageRemoveResult, error)
-	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
-}
-
 // ErrInUse is matched by the error of a reference Prune left in place
 // because a container uses its image.
 var ErrInUse = errors.New("image in use")
@@ -57,7 +49,11 @@ func (r PruneReport) Failed() bool { return len(r.Errors) > 0 }
 // IDs, so an old image also tagged in another repository keeps that tag.
 // A failure is recorded in the image's report and the run goes on; the
 // error is only for a bad selection or nightly ID, or an interrupt.
-func (t *Tree) Prune(ctx context.Context, c PruneClient, opts PruneOptions) ([]PruneReport, error) {
+func (b *Builder) Prune(ctx context.Context, opts PruneOptions) ([]PruneReport, error) {
+	if b.engine == nil {
+		return nil, fmt.Errorf("pruning: %w", ErrNoEngine)
+	}
+	t := b.tree
 	pattern := opts.Select
 	if pattern == "" {
 		pattern = "*"
@@ -92,7 +88,7 @@ func (t *Tree) Prune(ctx context.Context, c PruneClient, opts PruneOptions) ([]P
 		if err := ctx.Err(); err != nil {
 			return reports, err
 		}
-		r := pruneImage(ctx, c, tg.img, tg.label, opts.DryRun)
+		r := pruneImage(ctx, b.engine, tg.img, tg.label, opts.DryRun)
 		reports = append(reports, r)
 		if opts.Progress != nil {
 			opts.Progress(r)
@@ -101,7 +97,7 @@ func (t *Tree) Prune(ctx context.Context, c PruneClient, opts PruneOptions) ([]P
 	return reports, nil
 }
 
-func pruneImage(ctx context.Context, c PruneClient, img *image.Image, label string, dryRun bool) PruneReport {
+func pruneImage(ctx context.Context, c Engine, img *image.Image, label string, dryRun bool) PruneReport {
 	r := PruneReport{Image: img, Label: label}
 	// The daemon lists references in their familiar form (no docker.io/),
 	// so compare normalized names.
@@ -154,7 +150,7 @@ func pruneImage(ctx context.Context, c PruneClient, img *image.Image, label stri
 	return r
 }
 
-func remove(ctx context.Context, c PruneClient, ref, id string) error {
+func remove(ctx context.Context, c Engine, ref, id string) error {
 	_, err := c.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: true})
 	switch {
 	case err == nil:
@@ -183,16 +179,6 @@ func remove(ctx context.Context, c PruneClient, ref, id string) error {
 		name = strings.TrimPrefix(ctr.Names[0], "/")
 	}
 	return fmt.Errorf("removing %s: %w by container %s (%.12s); left in place", ref, ErrInUse, name, ctr.ID)
-}
-
-// normalized is ref in its full form (docker.io/library/...), or ref
-// itself when it does not parse (`<none>:<none>`).
-func normalized(ref string) string {
-	named, err := reference.ParseNormalizedNamed(ref)
-	if err != nil {
-		return ref
-	}
-	return named.String()
 }
 
 func sameRepo(ref string, repo reference.Named) bool {

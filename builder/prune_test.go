@@ -100,7 +100,7 @@ func pruneTree(t *testing.T, ns string) *Tree {
 		img("y", "y", "2.0", "x", "FROM scratch\n"),
 		img("z", "z", "1.0", "", "FROM scratch\n"),
 	)
-	tree, err := Scan(context.Background(), dir, testConfig(), image.Naming{Namespace: ns})
+	tree, err := scanTree(context.Background(), dir, testConfig(), image.Naming{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestPrune(t *testing.T) {
 	})
 
 	var progress []string
-	reports, err := pruneTree(t, ns).Prune(t.Context(), cli, PruneOptions{
+	reports, err := builderFor(t, pruneTree(t, ns), testConfig(), WithEngine(cli)).Prune(t.Context(), PruneOptions{
 		Select:   "*/[xy]:*",
 		Progress: func(r PruneReport) { progress = append(progress, r.Label) },
 	})
@@ -198,7 +198,7 @@ func TestPruneNightly(t *testing.T) {
 	want := []summary{{Label: x + ":1.2-20260816", Removed: []string{x + ":1.2", x + ":1.2-20260815"}}}
 	all := map[string]bool{x + ":1.2": true, x + ":1.2-20260815": true, x + ":1.2-20260816": true}
 
-	reports, err := tree.Prune(t.Context(), cli, opts)
+	reports, err := builderFor(t, tree, testConfig(), WithEngine(cli)).Prune(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestPruneNightly(t *testing.T) {
 	}
 
 	opts.DryRun = false
-	reports, err = tree.Prune(t.Context(), cli, opts)
+	reports, err = builderFor(t, tree, testConfig(), WithEngine(cli)).Prune(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestPruneBadOptions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			// No call reaches the client: it is nil.
-			_, err := tree.Prune(t.Context(), nil, tc.opts)
+			_, err := builderFor(t, tree, testConfig(), WithEngine(nopEngine{})).Prune(t.Context(), tc.opts)
 			if err == nil || err.Error() != tc.wantErr {
 				t.Errorf("Prune() error = %v, want %q", err, tc.wantErr)
 			}
@@ -256,3 +256,7 @@ func TestPruneBadOptions(t *testing.T) {
 		})
 	}
 }
+
+// nopEngine panics on any call: for checks that must fail before the
+// daemon is asked.
+type nopEngine struct{ Engine }

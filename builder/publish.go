@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/docker-pkg/docker-pkg/registry"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -16,33 +16,41 @@ import (
 // Publish that published nothing because some image was not verified.
 var ErrIncomplete = errors.New("not every image was built and verified: publishing nothing")
 
-// Publish is the publish step of a run. With credentials for the registry
-// (reg.Credentials), it first verifies the images states say are built,
-// left by earlier runs, as the reference does for the whole tree, then
-// publishes every verified image, those and the ones res verified, each as
-// its tag and latest, up to WithJobs at a time. It returns one result per
-// image it verified or published, in tree order: PhasePublished, or
-// PhaseFailed with the stage that failed.
+// PublishOptions says how Publish works.
+type PublishOptions struct {
+	// Atomic publishes nothing unless every image of the build was verified
+	// and every image left built by an earlier run passes its test.
+	// Default: publish every image that is verified.
+	Atomic bool
+}
+
+// Publish is the publish step of a run. With credentials for the registry,
+// it first verifies the images the plan says are built, left by earlier
+// runs, as the reference does for the whole tree, then publishes every
+// verified image, those and the ones res verified, each as its tag and
+// latest, up to WithJobs at a time. It returns one result per image it
+// verified or published, in tree order: PhasePublished, or PhaseFailed
+// with the stage that failed.
 //
-// Without credentials it publishes nothing and returns an error matching
-// image.ErrNoCredentials. With WithAtomic and any image not verified it
-// publishes nothing and returns ErrIncomplete with the verification
-// results.
-func Publish(ctx context.Context, t *Tree, states States, res *Result, eng Engine, cfg *config.Config, reg Registry, opts ...BuildOption) ([]ImageResult, error) {
-	o, err := newBuildOptions(opts)
-	if err != nil {
-		return nil, err
-	}
+// Without credentials (or a registry) it publishes nothing and returns an
+// error matching registry.ErrNoCredentials. With Atomic and any image not
+// verified it publishes nothing and returns ErrIncomplete with the
+// verification results.
+func (b *Builder) Publish(ctx context.Context, plan *Plan, res *Result, opts PublishOptions) ([]ImageResult, error) {
 	found := false
-	if reg != nil {
-		if found, err = reg.Credentials(ctx); err != nil {
+	if b.reg != nil {
+		var err error
+		if found, err = b.reg.Credentials(ctx); err != nil {
 			return nil, fmt.Errorf("publishing: %w", err)
 		}
 	}
 	if !found {
-		return nil, fmt.Errorf("publishing: %w", image.ErrNoCredentials)
+		return nil, fmt.Errorf("publishing: %w", registry.ErrNoCredentials)
 	}
-	p := &publisher{log: &lineLog{w: o.log}, o: o}
+	if b.engine == nil {
+		return nil, fmt.Errorf("publishing: %w", ErrNoEngine)
+	}
+	p := &publisher{b: b, log: &lineLog{w: b.log}}
 
 	built := map[string]bool{}
 	for _, ir := range res.Images {
@@ -51,58 +59,58 @@ func Publish(ctx context.Context, t *Tree, states States, res *Result, eng Engin
 		}
 	}
 	var results []*ImageResult
-	for _, img := range t.Images {
-		if built[img.Name] || states[img.Name].State == Built {
+	for _, img := range b.tree.Images {
+		if built[img.Name] || plan.states[img.Name].State == Built {
 			results = append(results, &ImageResult{Image: img, Phase: PhaseVerified})
 		}
 	}
 
 	// Images left built by earlier runs are verified first.
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.jobs)
+	g.SetLimit(b.jobs)
 	for _, ir := range results {
 		if built[ir.Image.Name] {
 			continue
 		}
 		g.Go(func() error {
-			p.verify(gctx, ir, cfg)
+			p.verify(gctx, ir)
 			return gctx.Err()
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return collect(results), err
 	}
-	if o.atomic && (res.Failed() > 0 || failed(results)) {
+	if opts.Atomic && (res.Failed() > 0 || failed(results)) {
 		return collect(results), ErrIncomplete
 	}
 
 	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(o.jobs)
+	g.SetLimit(b.jobs)
 	for _, ir := range results {
 		if ir.Phase != PhaseVerified {
 			continue
 		}
 		g.Go(func() error {
-			p.publish(gctx, ir, eng, reg)
+			p.publish(gctx, ir)
 			return gctx.Err()
 		})
 	}
-	err = g.Wait()
+	err := g.Wait()
 	return collect(results), err
 }
 
 type publisher struct {
+	b      *Builder
 	log    *lineLog
-	o      buildOptions
 	emitMu sync.Mutex
 }
 
-func (p *publisher) verify(ctx context.Context, ir *ImageResult, cfg *config.Config) {
+func (p *publisher) verify(ctx context.Context, ir *ImageResult) {
 	start := time.Now()
 	p.emit(Event{Image: ir.Image, Phase: PhaseVerifying})
 	w := p.log.writer(ir.Image.Name)
 	defer w.Close()
-	skipped, err := image.Verify(ctx, ir.Image, cfg.VerifyCommand, cfg.VerifyArgs, cfg.HTTPProxy, w)
+	skipped, err := p.b.verify(ctx, ir.Image, w)
 	ir.Duration = time.Since(start)
 	if err != nil {
 		ir.Phase, ir.Err, ir.Reason = PhaseFailed, err, err.Error()
@@ -115,12 +123,12 @@ func (p *publisher) verify(ctx context.Context, ir *ImageResult, cfg *config.Con
 	p.emit(Event{Image: ir.Image, Phase: PhaseVerified, Reason: ir.Reason, Elapsed: ir.Duration})
 }
 
-func (p *publisher) publish(ctx context.Context, ir *ImageResult, eng Engine, reg Registry) {
+func (p *publisher) publish(ctx context.Context, ir *ImageResult) {
 	start := time.Now()
 	p.emit(Event{Image: ir.Image, Phase: PhasePublishing})
 	w := p.log.writer(ir.Image.Name)
 	defer w.Close()
-	err := reg.Publish(ctx, eng, ir.Image, w)
+	err := p.b.reg.Publish(ctx, p.b.engine, ir.Image.Label(), w)
 	elapsed := time.Since(start)
 	if err != nil {
 		err = &image.BuildError{Image: ir.Image.Label(), Stage: StagePublish, Err: err}
@@ -134,12 +142,12 @@ func (p *publisher) publish(ctx context.Context, ir *ImageResult, eng Engine, re
 }
 
 func (p *publisher) emit(e Event) {
-	if p.o.events == nil {
+	if p.b.events == nil {
 		return
 	}
 	p.emitMu.Lock()
 	defer p.emitMu.Unlock()
-	p.o.events(e)
+	p.b.events(e)
 }
 
 func failed(results []*ImageResult) bool {

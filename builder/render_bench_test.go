@@ -37,17 +37,15 @@ func BenchmarkRenderTree(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			tree, err := Scan(context.Background(), tt.dir, cfg, image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace})
+			tree, err := scanTree(context.Background(), tt.dir, cfg, image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace})
 			if err != nil {
 				b.Fatal(err)
 			}
-			render, err := tree.NewRender(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			bld := builderFor(b, tree, cfg)
+			ctx := context.Background()
 			for b.Loop() {
 				for _, img := range tree.Images {
-					if _, _, err := render(img); err != nil {
+					if _, err := bld.renderImage(ctx, img); err != nil {
 						b.Fatal(fmt.Errorf("%s: %w", img.Name, err))
 					}
 				}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -28,31 +27,6 @@ type Warning struct {
 }
 
 func (w Warning) String() string { return w.Path + ": " + w.Message }
-
-// ScanOption changes how Scan works.
-type ScanOption func(*scanOptions)
-
-type scanOptions struct {
-	strict bool
-	logger *slog.Logger
-}
-
-// WithStrictDependencies makes a dependency on an image that is neither
-// scanned nor in base_images an error (update needs every image it must
-// bump). Default: such a dependency is a Warning.
-func WithStrictDependencies() ScanOption {
-	return func(o *scanOptions) { o.strict = true }
-}
-
-// WithLogger sends debug messages (each image loaded) to l. Default (and
-// nil): none.
-func WithLogger(l *slog.Logger) ScanOption {
-	return func(o *scanOptions) {
-		if l != nil {
-			o.logger = l
-		}
-	}
-}
 
 // Tree is a scanned directory of image definitions and the graph between
 // them.
@@ -91,15 +65,13 @@ type templateRef struct {
 	line int
 }
 
-// Scan reads every image definition under dir and builds the dependency
+// scan reads every image definition under dir and builds the dependency
 // graph. A folder holding both Dockerfile.template and changelog is an
 // image; folders inside it are still walked; hidden folders (.git) are not.
-// Errors in several images are reported together.
-func Scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, opts ...ScanOption) (*Tree, error) {
-	o := scanOptions{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	for _, opt := range opts {
-		opt(&o)
-	}
+// Errors in several images are reported together. With strict, a
+// dependency on an image neither scanned nor in base_images is an error,
+// not a warning.
+func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict bool, logger *slog.Logger) (*Tree, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", dir, err)
@@ -120,7 +92,7 @@ func Scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, o
 			}
 			results[i] = load(d, n)
 			if results[i].err == nil {
-				o.logger.Debug("loaded image", "name", results[i].img.Name, "dir", d)
+				logger.Debug("loaded image", "name", results[i].img.Name, "dir", d)
 			}
 			return nil
 		})
@@ -139,11 +111,11 @@ func Scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, o
 		return nil, errors.Join(errs...)
 	}
 	t := &Tree{Dir: abs, Warnings: warnings, naming: n, workers: workers}
-	if err := t.link(results, cfg.BaseImages, o.strict); err != nil {
+	if err := t.link(results, cfg.BaseImages, strict); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(t.Warnings, func(i, j int) bool { return t.Warnings[i].Path < t.Warnings[j].Path })
-	o.logger.Debug("scanned", "dir", abs, "images", len(t.Images), "warnings", len(t.Warnings))
+	logger.Debug("scanned", "dir", abs, "images", len(t.Images), "warnings", len(t.Warnings))
 	return t, nil
 }
 

@@ -79,7 +79,7 @@ func TestScanFixtures(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace}
-	tree, err := Scan(context.Background(), "../fixtures/images", cfg, n)
+	tree, err := scanTree(context.Background(), "../fixtures/images", cfg, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestScan(t *testing.T) {
 	tests := []struct {
 		name     string
 		files    []map[string]string
-		opts     []ScanOption
+		opts     []Option
 		want     []string // Images, in order
 		warnings []string
 		missing  []string
@@ -185,7 +185,7 @@ func TestScan(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := writeTree(t, tt.files...)
-			tree, err := Scan(context.Background(), root, testConfig(), image.Naming{Registry: "example.org", Namespace: "ns"}, tt.opts...)
+			tree, err := scanTree(context.Background(), root, testConfig(), image.Naming{Registry: "example.org", Namespace: "ns"}, tt.opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,7 +216,7 @@ func TestScanErrors(t *testing.T) {
 	tests := []struct {
 		name   string
 		files  []map[string]string
-		opts   []ScanOption
+		opts   []Option
 		want   []string // substrings of the error, ROOT for the tree
 		target error
 	}{
@@ -267,7 +267,7 @@ func TestScanErrors(t *testing.T) {
 		{
 			name:   "strict about missing dependencies",
 			files:  []map[string]string{img("a", "a", "1", "ghost, debian", "")},
-			opts:   []ScanOption{WithStrictDependencies()},
+			opts:   []Option{WithStrictDependencies()},
 			want:   []string{`ROOT/a/control:2: unknown dependency: a depends on "ghost", which is neither an image under ROOT nor in base_images`},
 			target: ErrMissing,
 		},
@@ -285,7 +285,7 @@ func TestScanErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := writeTree(t, tt.files...)
-			_, err := Scan(context.Background(), root, testConfig(), image.Naming{}, tt.opts...)
+			_, err := scanTree(context.Background(), root, testConfig(), image.Naming{}, tt.opts...)
 			if err == nil {
 				t.Fatal("Scan() succeeded, want an error")
 			}
@@ -306,7 +306,7 @@ func TestScanCancelled(t *testing.T) {
 	root := writeTree(t, img("a", "a", "1", "", ""))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Scan(ctx, root, testConfig(), image.Naming{}); !errors.Is(err, context.Canceled) {
+	if _, err := scanTree(ctx, root, testConfig(), image.Naming{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Scan() error = %v, want context.Canceled", err)
 	}
 }

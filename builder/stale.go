@@ -31,9 +31,9 @@ type Drift struct {
 
 // drift reads img's record and compares it with the image a build would
 // make now: nil when it has no record or nothing changed. inputs also
-// recomputes the inputs digest, when the Records can render.
-func (rd *reader) drift(ctx context.Context, img *image.Image, inputs bool) (*Drift, error) {
-	rec, ok, err := rd.record(ctx, img)
+// renders img and recomputes its inputs digest.
+func (b *Builder) drift(ctx context.Context, loc *locator, img *image.Image, inputs bool) (*Drift, error) {
+	rec, ok, err := loc.record(ctx, img)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -53,8 +53,8 @@ func (rd *reader) drift(ctx context.Context, img *image.Image, inputs bool) (*Dr
 		if p == rec.BaseName {
 			built = rec.BaseDigest
 		}
-		label, name := rd.t.parentLabel(p)
-		now, ok, err := rd.current(ctx, label)
+		label, name := b.tree.parentLabel(p)
+		now, ok, err := loc.current(ctx, label)
 		if err != nil {
 			return nil, fmt.Errorf("reading parent %s: %w", label, err)
 		}
@@ -66,20 +66,21 @@ func (rd *reader) drift(ctx context.Context, img *image.Image, inputs bool) (*Dr
 			}, nil
 		}
 	}
-	if !inputs || rd.recs.Render == nil {
+	if !inputs {
 		return nil, nil
 	}
-	df, bdf, err := rd.recs.Render(img)
+	r, err := b.renderImage(ctx, img)
 	if err != nil {
 		return nil, err
 	}
+	df, bdf := r.Dockerfile, r.BuildDockerfile
 	_, used, err := image.Parents(df, bdf)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", img.Dir, err)
 	}
 	ids := make(map[string]string, len(used))
 	for _, p := range used {
-		id, ok, err := rd.current(ctx, p)
+		id, ok, err := loc.current(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("reading parent %s: %w", p, err)
 		}
@@ -121,10 +122,14 @@ func (t *Tree) inheritStale(out []Assessment, drifts []*Drift) {
 // new version. An image stale only because its parent is stale is not
 // listed; updating the parent updates it. Images without a record, and
 // parents not built yet, are passed over. Any image or parent that cannot
-// be read is an error: update must not miss one.
-func (t *Tree) Stale(ctx context.Context, recs Records) ([]Drift, error) {
-	recs.Render = nil // the inputs digest does not make an image stale
-	rd := newReader(t, recs)
+// be read is an error: update must not miss one. Parents are read where a
+// build would take them from: the registry first, when there is one.
+func (b *Builder) Stale(ctx context.Context) ([]Drift, error) {
+	t := b.tree
+	if b.engine == nil && b.reg == nil {
+		return nil, fmt.Errorf("finding stale images: %w, and no registry is configured", ErrNoEngine)
+	}
+	loc := newLocator(t, b.engine, b.reg, true)
 	drifts := make([]*Drift, len(t.Images))
 	errs := make([]error, len(t.Images))
 	g, gctx := errgroup.WithContext(ctx)
@@ -134,7 +139,7 @@ func (t *Tree) Stale(ctx context.Context, recs Records) ([]Drift, error) {
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			drifts[i], errs[i] = rd.drift(gctx, img, false)
+			drifts[i], errs[i] = b.drift(gctx, loc, img, false)
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("%s: cannot tell whether it is stale: %w", img.Label(), errs[i])
 			}
@@ -171,7 +176,8 @@ func StaleReason(d Drift) string {
 // naming the stale parents it is updated for. Versions, safety checks and
 // errors are Update's (req.Name, Select and Version are not used); write
 // the result with UpdateResult.Write. No stale image: no change.
-func (t *Tree) UpdateStale(req UpdateRequest, stale []Drift) (*UpdateResult, error) {
+func (b *Builder) UpdateStale(req UpdateRequest, stale []Drift) (*UpdateResult, error) {
+	t := b.tree
 	if req.Date.IsZero() {
 		req.Date = time.Now()
 	}
@@ -186,7 +192,7 @@ func (t *Tree) UpdateStale(req UpdateRequest, stale []Drift) (*UpdateResult, err
 	var problems []error
 	for _, d := range stale {
 		req.Name, req.Reason = d.Image.Name, StaleReason(d)
-		res, err := t.Update(req)
+		res, err := t.update(req)
 		var uerr *UpdateError
 		switch {
 		case errors.As(err, &uerr):
@@ -247,14 +253,14 @@ func dedupe(errs []error) []error {
 	return out
 }
 
-// BuildWarnings returns what build says before it starts about the images
-// Assess (WithRecords) found stale or changed: build does not rebuild
+// Warnings returns what build says before it starts about the images
+// the plan found stale or changed: build does not rebuild
 // them, as their tags exist, so the user has to give them a new version.
 // Each names the changelog to update, in Images order.
-func (t *Tree) BuildWarnings(states States) []Warning {
+func (p *Plan) Warnings() []Warning {
 	var out []Warning
-	for _, img := range t.Images {
-		a := states[img.Name]
+	for _, img := range p.tree.Images {
+		a := p.states[img.Name]
 		var msg string
 		switch a.Code {
 		case CodeStale:

@@ -16,6 +16,7 @@ import (
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
 	"github.com/docker-pkg/docker-pkg/internal/testenv"
+	"github.com/docker-pkg/docker-pkg/registry"
 	"github.com/moby/moby/client"
 )
 
@@ -69,7 +70,7 @@ func newDaemonWorld(t *testing.T, registry string, extraConfig string) *daemonWo
 
 func (w *daemonWorld) scan(t *testing.T) {
 	t.Helper()
-	tree, err := Scan(context.Background(), w.dir, w.cfg, w.n)
+	tree, err := scanTree(context.Background(), w.dir, w.cfg, w.n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,25 +91,22 @@ func (w *daemonWorld) build(t *testing.T, name string) string {
 	t.Helper()
 	ctx := t.Context()
 	img := w.tree.Image(name)
-	render, err := w.tree.NewRender(w.cfg)
+	b := builderFor(t, w.tree, w.cfg, WithEngine(w.cli))
+	r, err := b.renderImage(ctx, img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	df, bdf, err := render(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := image.NewRecord(ctx, w.cli, img, df, bdf, image.Revision(ctx, w.dir))
+	rec, err := b.record(ctx, r, image.Revision(ctx, w.dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
 	w.removeAtEnd(t, img.Label())
-	id, err := image.Build(ctx, w.cli, img, image.BuildOptions{Dockerfile: df, BuildDockerfile: bdf, NoCache: true, Labels: rec.Labels(), Log: &log})
+	built, err := b.buildImage(ctx, image.NewClassic(w.cli), r, rec, false, &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	return id
+	return built.ID
 }
 
 func (w *daemonWorld) id(t *testing.T, label string) string {
@@ -121,19 +119,10 @@ func (w *daemonWorld) id(t *testing.T, label string) string {
 }
 
 // plan assesses and plans the whole tree as the plan command does.
-func (w *daemonWorld) plan(t *testing.T, reg *image.Registry) *Plan {
+func (w *daemonWorld) plan(t *testing.T, reg *registry.Client) *Plan {
 	t.Helper()
-	render, err := w.tree.NewRender(w.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := Sources{Local: LocalStatus(w.cli), Registry: RegistryStatus(reg), Pull: reg != nil}
-	recs := Records{Local: LocalInspect(w.cli), Registry: RegistryInspect(reg), Render: render}
-	states, err := w.tree.Assess(t.Context(), src, WithRecords(recs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := w.tree.Plan(states, "*")
+	b := builderFor(t, w.tree, w.cfg, WithEngine(w.cli), WithRegistry(reg))
+	plan, err := b.Plan(t.Context(), PlanOptions{Pull: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +163,7 @@ func TestRecordsDaemon(t *testing.T) {
 	}
 
 	// update --stale: exactly app and its child.
-	drifts, err := w.tree.Stale(t.Context(), Records{Local: LocalInspect(w.cli)})
+	drifts, err := builderFor(t, w.tree, w.cfg, WithEngine(w.cli)).Stale(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +171,7 @@ func TestRecordsDaemon(t *testing.T) {
 		t.Fatalf("Stale() = %+v, want app built on %s, core now %s", drifts, oldCore, newCore)
 	}
 	req := UpdateRequest{Distribution: "wikimedia", UpdateID: "s", Author: "A", Email: "a@example.org"}
-	res, err := w.tree.UpdateStale(req, drifts)
+	res, err := builderFor(t, w.tree, w.cfg).UpdateStale(req, drifts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,12 +205,12 @@ func TestRecordsRegistry(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // not this machine's credentials
 	creds := fmt.Sprintf("username: %s\npassword: %s\n", testenv.RegistryUser, testenv.RegistryPassword)
 	w := newDaemonWorld(t, host, creds)
-	reg, err := image.NewRegistry(w.cfg)
+	reg, err := registry.New(w.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, img := range w.tree.Images {
-		if err := reg.Publish(t.Context(), w.cli, img, io.Discard); err != nil {
+		if err := reg.Publish(t.Context(), w.cli, img.Label(), io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		w.removeAtEnd(t, img.Repo+":latest")

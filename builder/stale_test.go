@@ -25,9 +25,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// fakeDaemon answers ImageInspect from its images; any other call panics.
+// fakeDaemon answers ImageInspect and ImageList from its images; any other
+// call panics. Listing fails when any image is set to fail, so every image
+// is then inspected one by one.
 type fakeDaemon struct {
-	ImageInspector
+	Engine
 	mu     sync.Mutex
 	images map[string]fakeImage // by label
 	fail   map[string]error     // by label
@@ -53,6 +55,19 @@ func (f *fakeDaemon) ImageInspect(_ context.Context, ref string, _ ...client.Ima
 		ID:     img.id,
 		Config: &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{Labels: img.labels}},
 	}}, nil
+}
+
+func (f *fakeDaemon) ImageList(_ context.Context, _ client.ImageListOptions) (client.ImageListResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.fail) > 0 {
+		return client.ImageListResult{}, errors.New("list failed")
+	}
+	var res client.ImageListResult
+	for label, img := range f.images {
+		res.Items = append(res.Items, imagetypes.Summary{ID: img.id, RepoTags: []string{label}, Labels: img.labels})
+	}
+	return res, nil
 }
 
 // put stores a new image (a new ID) under label.
@@ -114,20 +129,17 @@ func newRecWorld(t *testing.T) *recWorld {
 
 func (w *recWorld) scan(t *testing.T) {
 	t.Helper()
-	tree, err := Scan(context.Background(), w.dir, w.cfg, image.Naming{Namespace: "ns"})
+	tree, err := scanTree(context.Background(), w.dir, w.cfg, image.Naming{Namespace: "ns"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.tree = tree
 }
 
-func (w *recWorld) render(t *testing.T) Render {
+// builder is a Builder of the world's tree on its fake daemon.
+func (w *recWorld) builder(t *testing.T) *Builder {
 	t.Helper()
-	r, err := w.tree.NewRender(w.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return builderFor(t, w.tree, w.cfg, WithEngine(w.daemon))
 }
 
 // build builds name into the fake daemon as the executor does: render,
@@ -135,11 +147,12 @@ func (w *recWorld) render(t *testing.T) Render {
 func (w *recWorld) build(t *testing.T, name string) {
 	t.Helper()
 	img := w.tree.Image(name)
-	df, bdf, err := w.render(t)(img)
+	b := w.builder(t)
+	r, err := b.renderImage(context.Background(), img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := image.NewRecord(context.Background(), w.daemon, img, df, bdf, "")
+	rec, err := b.record(context.Background(), r, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,14 +182,9 @@ func (w *recWorld) write(t *testing.T, rel, content string) {
 }
 
 // plan assesses the tree with the records the world holds and plans "*".
-func (w *recWorld) plan(t *testing.T, render Render) *Plan {
+func (w *recWorld) plan(t *testing.T) *Plan {
 	t.Helper()
-	states, err := w.tree.Assess(context.Background(), Sources{Local: LocalStatus(w.daemon)},
-		WithRecords(Records{Local: LocalInspect(w.daemon), Render: render}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := w.tree.Plan(states, "*")
+	plan, err := w.builder(t).Plan(context.Background(), PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,10 +203,9 @@ func reasons(entries []Entry) map[string]string {
 func TestAssessRecords(t *testing.T) {
 	const built = "built_locally: built locally"
 	tests := []struct {
-		name     string
-		change   func(t *testing.T, w *recWorld)
-		noRender bool
-		want     func(w *recWorld) map[string]string
+		name   string
+		change func(t *testing.T, w *recWorld)
+		want   func(w *recWorld) map[string]string
 	}{
 		{
 			name: "nothing changed",
@@ -271,16 +278,6 @@ func TestAssessRecords(t *testing.T) {
 			},
 		},
 		{
-			name: "template edited, no renderer",
-			change: func(t *testing.T, w *recWorld) {
-				w.write(t, "other/Dockerfile.template", "FROM {{ \"base\" | image_tag }}\n")
-			},
-			noRender: true,
-			want: func(*recWorld) map[string]string {
-				return map[string]string{"core": built, "app": built, "plugin": built, "other": built, "mix": built}
-			},
-		},
-		{
 			name: "built without a record",
 			change: func(t *testing.T, w *recWorld) {
 				w.daemon.images["ns/core:1.0"] = fakeImage{id: w.daemon.id("ns/core:1.0")}
@@ -320,11 +317,7 @@ func TestAssessRecords(t *testing.T) {
 			if tt.change != nil {
 				tt.change(t, w)
 			}
-			var render Render
-			if !tt.noRender {
-				render = w.render(t)
-			}
-			got := reasons(w.plan(t, render).Entries)
+			got := reasons(w.plan(t).Entries)
 			if want := tt.want(w); !reflect.DeepEqual(got, want) {
 				t.Errorf("reasons:\n%s\nwant\n%s", strings.Join(sortedLines(got), "\n"), strings.Join(sortedLines(want), "\n"))
 			}
@@ -344,7 +337,7 @@ func sortedLines(m map[string]string) []string {
 func TestPlanWhy(t *testing.T) {
 	w := newRecWorld(t)
 	delete(w.daemon.images, "ns/core:1.0")
-	plan := w.plan(t, w.render(t))
+	plan := w.plan(t)
 	entries, err := plan.Why("plugin")
 	if err != nil {
 		t.Fatal(err)
@@ -371,13 +364,8 @@ func TestBuildWarnings(t *testing.T) {
 	w.bump(t, "core", "1.1")
 	w.build(t, "core")
 	w.write(t, "other/Dockerfile.template", "FROM {{ \"base\" | image_tag }}\nCOPY . /opt/\n")
-	states, err := w.tree.Assess(context.Background(), Sources{Local: LocalStatus(w.daemon)},
-		WithRecords(Records{Local: LocalInspect(w.daemon), Render: w.render(t)}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, warning := range w.tree.BuildWarnings(states) {
+	for _, warning := range w.plan(t).Warnings() {
 		got = append(got, strings.ReplaceAll(warning.String(), w.dir, "ROOT"))
 	}
 	stale := fmt.Sprintf("stale: parent core is now %s, built on %s", w.daemon.id("ns/core:1.1"), w.daemon.id("ns/core:1.0"))
@@ -408,7 +396,7 @@ func TestUpdateStale(t *testing.T) {
 	newBase := w.daemon.put("ns/base:1", nil) // core and other are stale, and all that depends on them
 	before := snapshot(t, w.dir)
 
-	stale, err := w.tree.Stale(context.Background(), Records{Local: LocalInspect(w.daemon)})
+	stale, err := w.builder(t).Stale(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +417,7 @@ func TestUpdateStale(t *testing.T) {
 	w.scan(t)
 	req := UpdateRequest{Distribution: "wikimedia", UpdateID: "s", Author: "A", Email: "a@example.org",
 		Date: time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)}
-	_, err = w.tree.UpdateStale(req, stale)
+	_, err = w.builder(t).UpdateStale(req, stale)
 	var uerr *UpdateError
 	if !errors.As(err, &uerr) || !errors.Is(err, ErrMissing) || len(uerr.Problems) != 1 {
 		t.Fatalf("UpdateStale() with an unknown dependency: error = %v, want one ErrMissing problem", err)
@@ -438,7 +426,7 @@ func TestUpdateStale(t *testing.T) {
 	w.scan(t)
 	assertUnchanged(t, w.dir, before)
 
-	res, err := w.tree.UpdateStale(req, stale)
+	res, err := w.builder(t).UpdateStale(req, stale)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +453,7 @@ func TestUpdateStale(t *testing.T) {
 		}
 	}
 
-	if res, err := w.tree.UpdateStale(req, nil); err != nil || len(res.Changes) != 0 {
+	if res, err := w.builder(t).UpdateStale(req, nil); err != nil || len(res.Changes) != 0 {
 		t.Errorf("UpdateStale() of nothing = %v, %v; want no change", res, err)
 	}
 }

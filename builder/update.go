@@ -114,7 +114,11 @@ var dockerTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 // on an unknown image (which could hide an image that should be updated),
 // the error is an *UpdateError listing all of them. Nothing is written:
 // see UpdateResult.Write.
-func (t *Tree) Update(req UpdateRequest) (*UpdateResult, error) {
+func (b *Builder) Update(req UpdateRequest) (*UpdateResult, error) {
+	return b.tree.update(req)
+}
+
+func (t *Tree) update(req UpdateRequest) (*UpdateResult, error) {
 	roots, target, err := t.updateRoots(req)
 	if err != nil {
 		return nil, err

@@ -80,7 +80,7 @@ func request(t *testing.T, cfg *config.Config) UpdateRequest {
 
 func scanFor(t *testing.T, dir string, cfg *config.Config) *Tree {
 	t.Helper()
-	tree, err := Scan(context.Background(), dir, cfg, image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace})
+	tree, err := scanTree(context.Background(), dir, cfg, image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestUpdateCascade(t *testing.T) {
 			if tc.reason != "" {
 				req.Reason = tc.reason
 			}
-			res, err := scanFor(t, dir, cfg).Update(req)
+			res, err := scanFor(t, dir, cfg).update(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +272,7 @@ func TestUpdateAllOrNothing(t *testing.T) {
 
 	req := request(t, cfg)
 	req.Name = "runtime"
-	res, err := scanFor(t, dir, cfg).Update(req)
+	res, err := scanFor(t, dir, cfg).update(req)
 	var uerr *UpdateError
 	if !errors.As(err, &uerr) {
 		t.Fatalf("Update() = %v, %v; want an *UpdateError", res, err)
@@ -306,7 +306,7 @@ func TestUpdateCycle(t *testing.T) {
 	)
 	before := snapshot(t, dir)
 	cfg := testConfig()
-	_, err := Scan(context.Background(), dir, cfg, image.Naming{})
+	_, err := scanTree(context.Background(), dir, cfg, image.Naming{})
 	if !errors.Is(err, ErrCycle) || !strings.Contains(err.Error(), "a -> b -> a") {
 		t.Fatalf("Scan() error = %v, want the cycle a -> b -> a", err)
 	}
@@ -338,7 +338,7 @@ func TestUpdateVersion(t *testing.T) {
 			dir, cfg := fixtureCopy(t)
 			req := request(t, cfg)
 			req.Name, req.Version = "core", tc.version
-			res, err := scanFor(t, dir, cfg).Update(req)
+			res, err := scanFor(t, dir, cfg).update(req)
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatal(err)
@@ -434,7 +434,7 @@ func TestUpdateSelection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req := request(t, cfg)
 			tc.pick(&req)
-			res, err := tree.Update(req)
+			res, err := tree.update(req)
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
 					t.Fatalf("Update() = %v, %v; want error %q", res, err, tc.wantErr)
@@ -474,7 +474,7 @@ func TestUpdateBreaksConstraint(t *testing.T) {
 	}
 	req := request(t, cfg)
 	req.Name = "base"
-	_, err = scanFor(t, dir, cfg).Update(req)
+	_, err = scanFor(t, dir, cfg).update(req)
 	want := filepath.Join(dir, "pinned", "control") + ":2: version constraint not met: pinned needs base (= 1.0), which the update would make 1.0-s1"
 	var uerr *UpdateError
 	if !errors.As(err, &uerr) || len(uerr.Problems) != 1 || uerr.Problems[0].Error() != want {
@@ -505,7 +505,7 @@ func TestUpdateInterrupted(t *testing.T) {
 			dir, cfg := fixtureCopy(t)
 			req := request(t, cfg)
 			req.Name = "core"
-			res, err := scanFor(t, dir, cfg).Update(req)
+			res, err := scanFor(t, dir, cfg).update(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -536,13 +536,13 @@ func TestUpdateInterrupted(t *testing.T) {
 func TestUpdateNightlyTree(t *testing.T) {
 	dir, cfg := fixtureCopy(t)
 	n := image.Naming{Namespace: cfg.Namespace, TagSuffix: "-20260816"}
-	tree, err := Scan(context.Background(), dir, cfg, n)
+	tree, err := scanTree(context.Background(), dir, cfg, n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := request(t, cfg)
 	req.Name = "app"
-	res, err := tree.Update(req)
+	res, err := tree.update(req)
 	if err != nil {
 		t.Fatal(err)
 	}

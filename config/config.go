@@ -286,10 +286,8 @@ func fromMap(m map[string]any, lines map[string]position) (*Config, error) {
 	default:
 		bad("template_engine", "want jinja2 or go, got %q", c.TemplateEngine)
 	}
-	switch c.Builder {
-	case "classic", "buildkit":
-	default:
-		bad("builder", "want classic or buildkit, got %q", c.Builder)
+	if err := CheckBuilder(c.Builder); err != nil {
+		bad("builder", "%v", err)
 	}
 	if v, ok := m["secrets"]; ok && v != nil {
 		c.Secrets = parseSecrets(v, func(format string, args ...any) { bad("secrets", format, args...) })
@@ -391,4 +389,14 @@ func describe(v any) string {
 	default:
 		return fmt.Sprintf("%v", v)
 	}
+}
+
+// CheckBuilder says why name is not a builder docker-pkg knows: classic
+// (the Engine's classic builder) or buildkit (the Engine's BuildKit).
+func CheckBuilder(name string) error {
+	switch name {
+	case "classic", "buildkit":
+		return nil
+	}
+	return fmt.Errorf("want classic or buildkit, got %q", name)
 }

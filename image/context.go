@@ -20,22 +20,14 @@ import (
 // (under os.TempDir), so a leftover one can be recognised.
 const ContextPrefix = "docker-pkg-ctx-"
 
-// newContext makes a private temporary folder holding a copy of the image
+// NewContext makes a private temporary folder holding a copy of the image
 // folder dir minus what its .dockerignore excludes. The caller removes it.
-func newContext(ctx context.Context, dir string) (string, error) {
-	pm, err := readIgnore(dir)
-	if err != nil {
-		return "", err
-	}
-	// WalkDir does not enter a root that is a symbolic link.
-	if dir, err = filepath.EvalSymlinks(dir); err != nil {
-		return "", fmt.Errorf("reading image folder: %w", err)
-	}
+func NewContext(ctx context.Context, dir string) (string, error) {
 	tmp, err := os.MkdirTemp("", ContextPrefix+"*") // mode 0700: private
 	if err != nil {
 		return "", fmt.Errorf("making build context: %w", err)
 	}
-	if err := copyContext(ctx, dir, tmp, pm); err != nil {
+	if err := copyContext(ctx, dir, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("copying %s to the build context: %w", dir, err)
 	}
@@ -87,34 +79,12 @@ func excluded(pm *patternmatcher.PatternMatcher, rel string, isDir bool) (out, s
 }
 
 // copyContext copies src to dst, keeping file modes and symbolic links as
-// they are, leaving out what pm excludes.
-func copyContext(ctx context.Context, src, dst string, pm *patternmatcher.PatternMatcher) error {
-	return filepath.WalkDir(src, func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, name)
-		if err != nil || rel == "." {
-			return err
-		}
-		out, skipDir, err := excluded(pm, filepath.ToSlash(rel), d.IsDir())
-		if err != nil {
-			return fmt.Errorf("matching %s against .dockerignore: %w", rel, err)
-		}
-		if skipDir {
-			return filepath.SkipDir
-		}
-		if out {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
+// they are, leaving out what .dockerignore excludes: what walkContext
+// walks. The folder's own Dockerfile is left out; the rendered one is
+// written in its place.
+func copyContext(ctx context.Context, src, dst string) error {
+	return walkContext(ctx, src, func(rel string, info fs.FileInfo, name string) error {
+		target := filepath.Join(dst, filepath.FromSlash(rel))
 		// A parent may be missing when .dockerignore excludes it and an
 		// exception brings back a file inside; the daemon would make it 0755.
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
@@ -134,11 +104,53 @@ func copyContext(ctx context.Context, src, dst string, pm *patternmatcher.Patter
 				return err
 			}
 			return os.Symlink(link, target)
-		case mode.IsRegular():
-			return copyFile(name, target, info)
 		default:
-			return nil // sockets, devices, pipes: not something to build from
+			return copyFile(name, target, info)
 		}
+	})
+}
+
+// walkContext calls fn, in lexical order, for every entry of dir that
+// NewContext copies into a build context: the same .dockerignore rules,
+// the same kinds of file. The folder's own Dockerfile is left out, as the
+// rendered one replaces it.
+func walkContext(ctx context.Context, dir string, fn func(rel string, info fs.FileInfo, path string) error) error {
+	pm, err := readIgnore(dir)
+	if err != nil {
+		return err
+	}
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return fmt.Errorf("reading image folder: %w", err)
+	}
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		out, skipDir, err := excluded(pm, rel, d.IsDir())
+		switch {
+		case err != nil:
+			return fmt.Errorf("matching %s against .dockerignore: %w", rel, err)
+		case skipDir:
+			return filepath.SkipDir
+		case out, rel == "Dockerfile":
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if t := info.Mode().Type(); t != 0 && t != fs.ModeDir && t != fs.ModeSymlink {
+			return nil // sockets, devices, pipes: copyContext leaves them out too
+		}
+		return fn(rel, info, path)
 	})
 }
 

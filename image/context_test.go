@@ -150,7 +150,7 @@ func TestNewContextDockerignore(t *testing.T) {
 			writeTree(t, src, files)
 			t.Setenv("TMPDIR", t.TempDir())
 
-			dir, err := newContext(t.Context(), src)
+			dir, err := NewContext(t.Context(), src)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +173,7 @@ func TestNewContextKeepsModesAndLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("TMPDIR", t.TempDir())
-	dir, err := newContext(t.Context(), src)
+	dir, err := NewContext(t.Context(), src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestNewContextSymlinkedFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("TMPDIR", t.TempDir())
-	dir, err := newContext(t.Context(), filepath.Join(parent, "link"))
+	dir, err := NewContext(t.Context(), filepath.Join(parent, "link"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,9 +223,9 @@ func TestNewContextBadDockerignore(t *testing.T) {
 	writeTree(t, src, map[string]string{".dockerignore": "[unclosed\n", "a": ""})
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	_, err := newContext(t.Context(), src)
+	_, err := NewContext(t.Context(), src)
 	if err == nil {
-		t.Fatal("newContext accepted a malformed pattern")
+		t.Fatal("NewContext accepted a malformed pattern")
 	}
 	if !strings.Contains(err.Error(), filepath.Join(src, ".dockerignore")) {
 		t.Errorf("error %q does not name the .dockerignore", err)

@@ -1,6 +1,11 @@
-// Package image owns one image definition: its folder, changelog and control
-// metadata (Load), and the work done on it against the Docker Engine and the
-// registry: the build context, the classic and BuildKit builds (Build,
-// BuildKit, with build-stage containers and build secrets), verification,
-// its build record, the published check, pull and publish.
+// Package image owns one image definition and what is done to one image:
+// its folder, changelog and control metadata (Load); its build context (a
+// private copy of the folder, .dockerignore applied) and the digest of its
+// inputs; its build record (labels); its verification (verify_command);
+// and the backends that build a rendered context into an image: Classic
+// (the Docker Engine's classic builder) and Session (the Engine's BuildKit,
+// with a session serving secrets), with build-stage containers.
+//
+// What a registry holds is package registry's business; the order in which
+// images are built is package builder's.
 package image

@@ -5,23 +5,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/moby/client"
 )
 
 // The labels of a build record. The OCI annotations say what the image is
@@ -113,31 +108,26 @@ func ParseRecord(img *Image, labels map[string]string) (r Record, ok bool) {
 	return r, true
 }
 
-// Inspector is the Engine API call NewRecord uses; *client.Client
-// satisfies it.
-type Inspector interface {
-	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
-}
+// Resolver gives the image ID a parent image has where the build will
+// take it from, or an error naming it when it is not there.
+type Resolver func(ctx context.Context, label string) (id string, err error)
 
 // NewRecord returns the record of building img now from the rendered
 // Dockerfiles (buildDockerfile nil when there is none). Every image they
-// name must be in the daemon, as the build needs them there: their IDs go
-// into the record. revision is Revision of the definitions' folder.
-func NewRecord(ctx context.Context, c Inspector, img *Image, dockerfile, buildDockerfile []byte, revision string) (Record, error) {
+// name is resolved to its ID, which goes into the record. revision is
+// Revision of the definitions' folder.
+func NewRecord(ctx context.Context, img *Image, dockerfile, buildDockerfile []byte, revision string, resolve Resolver) (Record, error) {
 	base, parents, err := Parents(dockerfile, buildDockerfile)
 	if err != nil {
 		return Record{}, fmt.Errorf("recording the build of %s: %w", img.Label(), err)
 	}
 	ids := make(map[string]string, len(parents))
 	for _, p := range parents {
-		res, err := c.ImageInspect(ctx, p)
+		id, err := resolve(ctx, p)
 		if err != nil {
-			if cerrdefs.IsNotFound(err) {
-				err = fmt.Errorf("parent image %s is not in the local daemon", p)
-			}
 			return Record{}, fmt.Errorf("recording the build of %s: %w", img.Label(), err)
 		}
-		ids[p] = res.ID
+		ids[p] = id
 	}
 	inputs, err := InputsDigest(ctx, img.Dir, Inputs{Dockerfile: dockerfile, BuildDockerfile: buildDockerfile, Parents: ids})
 	if err != nil {
@@ -305,125 +295,4 @@ func InputsDigest(ctx context.Context, dir string, in Inputs) (string, error) {
 		return "", fmt.Errorf("digesting the build inputs of %s: %w", dir, err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// walkContext calls fn, in lexical order, for every entry of dir that
-// newContext copies into a build context: the same .dockerignore rules,
-// the same kinds of file. The folder's own Dockerfile is left out, as the
-// rendered one replaces it.
-func walkContext(ctx context.Context, dir string, fn func(rel string, info fs.FileInfo, path string) error) error {
-	pm, err := readIgnore(dir)
-	if err != nil {
-		return err
-	}
-	if dir, err = filepath.EvalSymlinks(dir); err != nil {
-		return fmt.Errorf("reading image folder: %w", err)
-	}
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil || rel == "." {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		out, skipDir, err := excluded(pm, rel, d.IsDir())
-		switch {
-		case err != nil:
-			return fmt.Errorf("matching %s against .dockerignore: %w", rel, err)
-		case skipDir:
-			return filepath.SkipDir
-		case out, rel == "Dockerfile":
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if t := info.Mode().Type(); t != 0 && t != fs.ModeDir && t != fs.ModeSymlink {
-			return nil // sockets, devices, pipes: copyContext leaves them out too
-		}
-		return fn(rel, info, path)
-	})
-}
-
-// Holds says whether label names an image in this registry (a nil one
-// holds none).
-func (r *Registry) Holds(label string) bool {
-	if r == nil {
-		return false
-	}
-	ref, err := name.ParseReference(label)
-	return err == nil && ref.Context().RegistryStr() == r.host
-}
-
-// ErrNotPublished is matched (errors.Is) by Registry.Config for an image
-// the registry does not have.
-var ErrNotPublished = errors.New("not in the registry")
-
-// Config returns the image ID (the digest of its configuration, which the
-// daemon also uses as ID once pulled) and the labels of label in its
-// registry: its build record, without pulling it. A manifest list resolves
-// to its linux/amd64 image. Failures are retried as in Published.
-func (r *Registry) Config(ctx context.Context, label string) (id string, labels map[string]string, err error) {
-	if r == nil {
-		return "", nil, fmt.Errorf("reading %s: %w: no registry configured", label, ErrNotPublished)
-	}
-	if p, ok := r.published.Load(label); ok {
-		return p.(publishedImage).id, p.(publishedImage).labels, nil
-	}
-	ref, err := r.reference(label)
-	if err != nil {
-		return "", nil, fmt.Errorf("reading %s: %w", label, err)
-	}
-	found, err := r.retry(ctx, "reading "+label+" from the registry", func(ctx context.Context) (err error) {
-		id, labels, err = r.config(ctx, ref)
-		return err
-	})
-	switch {
-	case err != nil:
-		return "", nil, err
-	case !found:
-		return "", nil, fmt.Errorf("reading %s: %w", label, ErrNotPublished)
-	}
-	// Only what is there is remembered: a tag published later in the run
-	// must not read as absent.
-	r.published.Store(label, publishedImage{id, labels})
-	return id, labels, nil
-}
-
-type publishedImage struct {
-	id     string
-	labels map[string]string
-}
-
-func (r *Registry) config(ctx context.Context, ref name.Reference) (string, map[string]string, error) {
-	desc, err := r.puller.Get(ctx, ref)
-	if err != nil {
-		return "", nil, err
-	}
-	img, err := desc.Image()
-	if err != nil {
-		return "", nil, err
-	}
-	id, err := img.ConfigName()
-	if err != nil {
-		return "", nil, err
-	}
-	// The manifest names the config by digest: a config read once, in this
-	// run or an earlier one, need not be fetched again. On a no-op run it is
-	// the most expensive request of all.
-	if labels, ok := r.labels.get(id.String()); ok {
-		return id.String(), labels, nil
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return "", nil, err
-	}
-	r.labels.put(id.String(), cf.Config.Labels)
-	return id.String(), cf.Config.Labels, nil
 }

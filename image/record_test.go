@@ -3,10 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,13 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-pkg/docker-pkg/config"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker-pkg/docker-pkg/internal/testenv"
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/moby/moby/client"
 )
 
 // contextFile is one entry of an image folder for the digest tests.
@@ -292,56 +285,6 @@ func TestRecordRevision(t *testing.T) {
 	}
 }
 
-func TestRecordRegistryConfig(t *testing.T) {
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	noDockerConfig(t)
-
-	labels := (Record{Title: "app", Version: "1.0-1", Inputs: "sha256:22"}).Labels()
-	rnd, err := random.Image(64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := rnd.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf.Config.Labels = labels
-	pushed, err := mutate.ConfigFile(rnd, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	label := host + "/ns/app:1.0-1"
-	ref, err := name.ParseReference(label)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, pushed); err != nil {
-		t.Fatal(err)
-	}
-	wantID, err := pushed.ConfigName()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	r := newTestRegistry(t, &config.Config{Registry: host}, WithRetry(1, 0))
-	id, got, err := r.Config(context.Background(), label)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if id != wantID.String() || !reflect.DeepEqual(got, labels) {
-		t.Errorf("Config() = %s, %v; want %s, %v", id, got, wantID, labels)
-	}
-	if _, _, err := r.Config(context.Background(), host+"/ns/app:2.0-1"); !errors.Is(err, ErrNotPublished) {
-		t.Errorf("Config() of an absent tag: error = %v, want ErrNotPublished", err)
-	}
-	var none *Registry
-	if _, _, err := none.Config(context.Background(), label); !errors.Is(err, ErrNotPublished) {
-		t.Errorf("Config() with no registry: error = %v, want ErrNotPublished", err)
-	}
-}
-
 // TestRecordBuildDaemon builds an image with its record and reads it back:
 // the base is the image the daemon had under the FROM's name.
 func TestRecordBuildDaemon(t *testing.T) {
@@ -354,7 +297,7 @@ func TestRecordBuildDaemon(t *testing.T) {
 	img.Name, img.Version = "app", "1.0-1"
 	df := []byte("FROM " + base + "\nCOPY bin /bin2/\n")
 
-	rec, err := NewRecord(ctx, cli, img, df, nil, "0123456789012345678901234567890123456789")
+	rec, err := NewRecord(ctx, img, df, nil, "0123456789012345678901234567890123456789", inspectID(cli))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +311,7 @@ func TestRecordBuildDaemon(t *testing.T) {
 	if want := digest(t, dir, Inputs{Dockerfile: df, Parents: map[string]string{base: baseInfo.ID}}); rec.Inputs != want {
 		t.Errorf("NewRecord() inputs %s, want %s", rec.Inputs, want)
 	}
-	if _, err := Build(ctx, cli, img, BuildOptions{Dockerfile: df, NoCache: true, Labels: rec.Labels(), Log: &buildLog}); err != nil {
+	if _, err := build(ctx, cli, img, BuildRequest{Dockerfile: df, NoCache: true, Labels: rec.Labels(), Log: &buildLog}); err != nil {
 		t.Fatalf("%v\n%s", err, buildLog.String())
 	}
 	info, err := cli.ImageInspect(ctx, img.Label())
@@ -380,32 +323,19 @@ func TestRecordBuildDaemon(t *testing.T) {
 		t.Errorf("record read back = %+v, %v; want %+v", got, ok, rec)
 	}
 
-	_, err = NewRecord(ctx, cli, img, []byte("FROM docker-pkg-test/never-built:0\n"), nil, "")
+	_, err = NewRecord(ctx, img, []byte("FROM docker-pkg-test/never-built:0\n"), nil, "", inspectID(cli))
 	if err == nil || !strings.Contains(err.Error(), "docker-pkg-test/never-built:0 is not in the local daemon") {
 		t.Errorf("NewRecord() with a missing parent: error = %v", err)
 	}
 }
 
-func TestRecordRegistryHolds(t *testing.T) {
-	r := newTestRegistry(t, &config.Config{Registry: "127.0.0.1:5000"})
-	tests := []struct {
-		label string
-		want  bool
-	}{
-		{"127.0.0.1:5000/ns/app:1.0", true},
-		{"127.0.0.1:5001/ns/app:1.0", false},
-		{"ns/app:1.0", false},
-		{"debian:bookworm", false},
-		{"not a label", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.label, func(t *testing.T) {
-			if got := r.Holds(tt.label); got != tt.want {
-				t.Errorf("Holds(%q) = %v, want %v", tt.label, got, tt.want)
-			}
-		})
-	}
-	if hub := newTestRegistry(t, &config.Config{Registry: "docker.io"}); !hub.Holds("debian:bookworm") {
-		t.Errorf("Holds(debian:bookworm) = false for docker.io, want true")
+// inspectID resolves parents in the daemon, as a local build does.
+func inspectID(cli *client.Client) Resolver {
+	return func(ctx context.Context, label string) (string, error) {
+		res, err := cli.ImageInspect(ctx, label)
+		if cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("parent image %s is not in the local daemon", label)
+		}
+		return res.ID, err
 	}
 }

@@ -10,14 +10,14 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/builder"
+	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
-	"github.com/moby/moby/client"
+	"github.com/docker-pkg/docker-pkg/registry"
 	"github.com/spf13/cobra"
 )
 
@@ -96,9 +96,8 @@ func tagSuffix(o *buildFlags, now time.Time) string {
 }
 
 func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout, stderr io.Writer) error {
-	opts := o.options()
-	if err := builder.CheckOptions(opts...); err != nil {
-		return err
+	if o.jobs < 1 {
+		return fmt.Errorf("jobs: want at least 1 image at a time, got %d", o.jobs)
 	}
 	if _, err := builder.Glob(o.selector); err != nil {
 		return err
@@ -108,23 +107,19 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 		return err
 	}
 	if o.builder != "" {
-		if o.builder != "classic" && o.builder != "buildkit" {
-			return fmt.Errorf("--builder: want classic or buildkit, got %q", o.builder)
+		if err := config.CheckBuilder(o.builder); err != nil {
+			return fmt.Errorf("--builder: %w", err)
 		}
 		cfg.Builder = o.builder
 	}
 	if err := image.ValidateBuilder(cfg); err != nil {
 		return err
 	}
-	cli, err := engine(ctx)
+	cli, err := needDaemon(ctx, "build")
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	reg, err := image.NewRegistry(cfg)
-	if err != nil {
-		return err
-	}
 	errw := &syncWriter{w: stderr}
 	logw, logger, closeLog, err := g.buildLog(errw)
 	if err != nil {
@@ -132,29 +127,22 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	}
 	defer closeLog()
 	fmt.Fprintf(logw, "== docker-pkg build %s, %s ==\n", dir, time.Now().Format(time.RFC3339))
-	opts = append(opts, builder.WithLog(logw))
 
 	fmt.Fprintf(stdout, "== Step 0: scanning %s ==\n", dir)
-	n := image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace, TagSuffix: tagSuffix(o, time.Now())}
-	tree, err := builder.Scan(ctx, dir, cfg, n, builder.WithLogger(logger))
+	events := &eventSink{}
+	b, err := g.openWith(ctx, cfg, dir, cli, errw,
+		builder.WithJobs(o.jobs), builder.WithTagSuffix(tagSuffix(o, time.Now())),
+		builder.WithLogger(logger), builder.WithLog(logw), builder.WithEvents(events.event))
 	if err != nil {
 		return err
 	}
-	for _, w := range tree.Warnings {
-		fmt.Fprintf(errw, "warning: %s\n", w)
-	}
-	pull := reg != nil && !o.noPull
-	states, err := assess(ctx, tree, cfg, cli, reg, pull)
+	plan, err := b.Plan(ctx, builder.PlanOptions{Select: o.selector, Pull: !o.noPull})
 	if err != nil {
 		return err
 	}
 	// Build refuses nothing the reference built, but says what it knows.
-	for _, w := range tree.BuildWarnings(states) {
+	for _, w := range plan.Warnings() {
 		fmt.Fprintf(errw, "warning: %s\n", w)
-	}
-	plan, err := tree.Plan(states, o.selector)
-	if err != nil {
-		return err
 	}
 	// A selected image whose state is unknown is neither built nor
 	// published by this run: it counts as failed.
@@ -172,11 +160,9 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	}
 
 	fmt.Fprintln(stdout, "== Step 1: building images ==")
-	if pull {
-		opts = append(opts, builder.WithPull(reg, states))
-	}
 	progress := newProgress(errw, len(chain), isTerminal(stderr) && !g.info && !g.debug)
-	res, err := builder.Build(ctx, tree, plan, cli, cfg, append(opts, builder.WithEvents(progress.event))...)
+	events.set(progress.event)
+	res, err := b.Build(ctx, plan, builder.BuildOptions{FailFast: o.failFast, Cache: o.useCache})
 	progress.stop()
 	if res == nil {
 		return err
@@ -201,10 +187,10 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	if interrupted {
 		fmt.Fprintln(stdout, "NOT publishing images as the build was interrupted")
 	} else {
-		opts = append(opts, builder.WithEvents(newProgress(errw, 0, false).event))
-		published, err = builder.Publish(ctx, tree, states, res, cli, cfg, reg, opts...)
+		events.set(newProgress(errw, 0, false).event)
+		published, err = b.Publish(ctx, plan, res, builder.PublishOptions{Atomic: o.atomic})
 		interrupted = printPublished(stdout, published, err)
-		if err != nil && !interrupted && !errors.Is(err, image.ErrNoCredentials) && !errors.Is(err, builder.ErrIncomplete) {
+		if err != nil && !interrupted && !errors.Is(err, registry.ErrNoCredentials) && !errors.Is(err, builder.ErrIncomplete) {
 			fmt.Fprintf(errw, "docker-pkg: %v\n", err)
 			failed++
 		}
@@ -224,25 +210,33 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	return nil
 }
 
-func (o *buildFlags) options() []builder.BuildOption {
-	opts := []builder.BuildOption{builder.WithJobs(o.jobs)}
-	if o.failFast {
-		opts = append(opts, builder.WithFailFast())
+// eventSink passes the Builder's events to whichever printer the current
+// step set.
+type eventSink struct {
+	mu sync.Mutex
+	f  func(builder.Event)
+}
+
+func (s *eventSink) set(f func(builder.Event)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.f = f
+}
+
+func (s *eventSink) event(e builder.Event) {
+	s.mu.Lock()
+	f := s.f
+	s.mu.Unlock()
+	if f != nil {
+		f(e)
 	}
-	if o.useCache {
-		opts = append(opts, builder.WithCache())
-	}
-	if o.atomic {
-		opts = append(opts, builder.WithAtomic())
-	}
-	return opts
 }
 
 // printPublished prints the publish step's lines for what builder.Publish
 // returned, and says whether it was interrupted.
 func printPublished(stdout io.Writer, published []builder.ImageResult, err error) (interrupted bool) {
 	switch {
-	case errors.Is(err, image.ErrNoCredentials):
+	case errors.Is(err, registry.ErrNoCredentials):
 		fmt.Fprintln(stdout, "NOT publishing images as we have no auth setup")
 	case errors.Is(err, builder.ErrIncomplete):
 		fmt.Fprintln(stdout, "NOT publishing images as not every image was built and verified (--atomic)")
@@ -260,24 +254,6 @@ func printPublished(stdout io.Writer, published []builder.ImageResult, err error
 		}
 	}
 	return interrupted
-}
-
-// engine returns a client for the Docker daemon, or an exitError with
-// status 2 saying where it looked and how to start one.
-func engine(ctx context.Context) (*client.Client, error) {
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		return nil, &exitError{code: 2, msg: fmt.Sprintf("no Docker client: %v", err)}
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		host := cli.DaemonHost()
-		cli.Close()
-		why := strings.Join(strings.Fields(err.Error()), " ") // one line
-		return nil, &exitError{code: 2, msg: fmt.Sprintf("no Docker daemon answers at %s (%s): run scripts/docker-up or start dockerd", host, why)}
-	}
-	return cli, nil
 }
 
 // buildLog returns where the full build output and log messages go: the

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/config"
-	"github.com/docker-pkg/docker-pkg/image"
 	"github.com/docker-pkg/docker-pkg/internal/testenv"
+	"github.com/docker-pkg/docker-pkg/registry"
 	"github.com/moby/moby/client"
 	"gopkg.in/yaml.v3"
 )
@@ -25,6 +25,7 @@ import (
 func runBuildCmd(t *testing.T, dir string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the label cache: never the user's
 	t.Chdir(dir)
 	var out, errOut bytes.Buffer
 	root := newRootCmd()
@@ -284,12 +285,12 @@ func TestBuildPullsAndPublishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := image.NewRegistry(cfg)
+	reg, err := registry.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The base image is in the registry only: build must pull it.
-	if err := reg.Publish(t.Context(), cli, &image.Image{Repo: host + "/" + ns + "/busybox", Tag: "static"}, io.Discard); err != nil {
+	if err := reg.Publish(t.Context(), cli, host+"/"+ns+"/busybox"+":static", io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{base, host + "/" + ns + "/busybox:latest"} {

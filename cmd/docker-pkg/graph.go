@@ -29,10 +29,11 @@ not list; scan also warns about it on stderr.`,
 			if format != "dot" && format != "mermaid" {
 				return fmt.Errorf("--format must be dot or mermaid, not %q", format)
 			}
-			tree, _, err := scanTree(cmd.Context(), g, args[0], cmd.ErrOrStderr())
+			b, err := g.open(cmd.Context(), args[0], nil, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			tree := b.Tree()
 			if format == "mermaid" {
 				return writeMermaid(cmd.OutOrStdout(), tree)
 			}

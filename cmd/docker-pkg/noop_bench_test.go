@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker-pkg/docker-pkg/builder"
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
@@ -24,8 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	imagetypes "github.com/moby/moby/api/types/image"
-	"github.com/moby/moby/client"
 	"gopkg.in/yaml.v3"
 )
 
@@ -75,7 +72,7 @@ func benchNothingToDo(b *testing.B, auth bool) {
 	if out, err := exec.CommandContext(b.Context(), "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	env := append(os.Environ(), "XDG_CONFIG_HOME="+b.TempDir(), "DOCKER_CONFIG="+b.TempDir())
+	env := append(os.Environ(), "XDG_CONFIG_HOME="+b.TempDir(), "XDG_CACHE_HOME="+b.TempDir(), "DOCKER_CONFIG="+b.TempDir())
 	docker := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(b.Context(), bin, append([]string{"-c", "config.yaml"}, args...)...)
 		cmd.Dir, cmd.Env = work, env
@@ -166,11 +163,11 @@ func publishNoopTree(b *testing.B, work, base string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tree, err := builder.Scan(ctx, filepath.Join(work, "images"), cfg, image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace})
+	bld, err := builder.New(ctx, filepath.Join(work, "images"), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	render, err := tree.NewRender(cfg)
+	rendered, err := bld.Render(ctx, "*")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -195,12 +192,12 @@ func publishNoopTree(b *testing.B, work, base string) {
 		ids[label] = id.String()
 	}
 	write(base, nil)
-	for _, img := range tree.Images {
-		df, bdf, err := render(img)
-		if err != nil {
-			b.Fatal(err)
+	for _, r := range rendered {
+		if r.Err != nil {
+			b.Fatal(r.Err)
 		}
-		rec, err := image.NewRecord(ctx, ids, img, df, bdf, "")
+		img := r.Image
+		rec, err := image.NewRecord(ctx, img, r.Dockerfile, r.BuildDockerfile, "", ids.id)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -208,14 +205,14 @@ func publishNoopTree(b *testing.B, work, base string) {
 	}
 }
 
-// registryIDs stands for the daemon when NewRecord asks for the parents'
-// IDs: they are the IDs of the images written to the registry.
+// registryIDs resolves the parents NewRecord names to the IDs of the
+// images written to the registry.
 type registryIDs map[string]string
 
-func (r registryIDs) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+func (r registryIDs) id(_ context.Context, ref string) (string, error) {
 	id, ok := r[ref]
 	if !ok {
-		return client.ImageInspectResult{}, cerrdefs.ErrNotFound.WithMessage(ref)
+		return "", fmt.Errorf("parent image %s was not written", ref)
 	}
-	return client.ImageInspectResult{InspectResponse: imagetypes.InspectResponse{ID: id}}, nil
+	return id, nil
 }

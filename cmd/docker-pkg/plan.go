@@ -7,12 +7,8 @@ import (
 	"io"
 	"path/filepath"
 	"text/tabwriter"
-	"time"
 
 	"github.com/docker-pkg/docker-pkg/builder"
-	"github.com/docker-pkg/docker-pkg/config"
-	"github.com/docker-pkg/docker-pkg/image"
-	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
 
@@ -91,25 +87,21 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 	if _, err := builder.Glob(o.selector); err != nil {
 		return err
 	}
-	tree, cfg, err := scanTree(ctx, g, dir, stderr)
-	if err != nil {
-		return err
-	}
-	reg, err := image.NewRegistry(cfg)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
 	}
 	docker, err := daemon(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "docker-pkg: no Docker daemon (%v): every image not published is shown as to_build\n", err)
+		fmt.Fprintf(stderr, "docker-pkg: %v: every image not published is shown as to_build\n", err)
 	} else {
 		defer docker.Close()
 	}
-	states, err := assess(ctx, tree, cfg, docker, reg, reg != nil && !o.noPull)
+	b, err := g.openWith(ctx, cfg, dir, docker, stderr)
 	if err != nil {
 		return err
 	}
-	plan, err := tree.Plan(states, o.selector)
+	plan, err := b.Plan(ctx, builder.PlanOptions{Select: o.selector, Pull: !o.noPull})
 	if err != nil {
 		return err
 	}
@@ -120,65 +112,9 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 		}
 	}
 	if o.json {
-		return printPlanJSON(stdout, tree, entries)
+		return printPlanJSON(stdout, b.Tree(), entries)
 	}
 	return printPlan(stdout, plan, entries, o.why == "")
-}
-
-// assess finds the state of every image of tree and why, from the daemon
-// (nil when none answers), the registry (nil when none is configured) and
-// the build records both hold.
-func assess(ctx context.Context, tree *builder.Tree, cfg *config.Config, docker *client.Client, reg *image.Registry, pull bool) (builder.States, error) {
-	render, err := tree.NewRender(cfg)
-	if err != nil {
-		return nil, err
-	}
-	src := builder.Sources{Registry: builder.RegistryStatus(reg), Pull: pull}
-	recs := builder.Records{Registry: builder.RegistryInspect(reg), Render: render}
-	if docker != nil {
-		src.Local = builder.LocalStatus(docker)
-		recs.Local = builder.LocalInspect(docker)
-	}
-	return tree.Assess(ctx, src, builder.WithRecords(recs))
-}
-
-// scanTree loads the configuration, scans dir and prints the scan's
-// warnings on stderr.
-func scanTree(ctx context.Context, g *globals, dir string, stderr io.Writer, opts ...builder.ScanOption) (*builder.Tree, *config.Config, error) {
-	cfg, err := g.loadConfig()
-	if err != nil {
-		return nil, nil, err
-	}
-	logger, closer, err := g.logger(false)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer closer.Close()
-	n := image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace}
-	tree, err := builder.Scan(ctx, dir, cfg, n, append(opts, builder.WithLogger(logger))...)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, w := range tree.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
-	}
-	return tree, cfg, nil
-}
-
-// daemon returns a client for the local Docker daemon, or why there is
-// none.
-func daemon(ctx context.Context) (*client.Client, error) {
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		cli.Close()
-		return nil, err
-	}
-	return cli, nil
 }
 
 // printPlan prints entries (the plan's, or those --why chose) as a table,

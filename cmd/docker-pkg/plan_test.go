@@ -13,6 +13,7 @@ import (
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the label cache: never the user's
 	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/no-daemon.sock")
 	var out, errOut bytes.Buffer
 	root := newRootCmd()
@@ -42,7 +43,7 @@ func TestPlanFixtures(t *testing.T) {
 	if stdout != want {
 		t.Errorf("plan printed\n%s\nwant\n%s", stdout, want)
 	}
-	for _, said := range []string{"no Docker daemon (", "wip: has Dockerfile.template but no changelog; skipped"} {
+	for _, said := range []string{"no Docker daemon answers at ", "wip: has Dockerfile.template but no changelog; skipped"} {
 		if n := strings.Count(stderr, said); n != 1 {
 			t.Errorf("stderr says %q %d times, want once:\n%s", said, n, stderr)
 		}

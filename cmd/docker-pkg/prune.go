@@ -55,23 +55,19 @@ func runPrune(ctx context.Context, g *globals, o *pruneOptions, dir string, stdo
 	if _, err := builder.Glob(o.selector); err != nil {
 		return err
 	}
-	docker, err := daemon(ctx)
+	docker, err := needDaemon(ctx, "prune")
 	if err != nil {
-		return &exitError{code: 2, msg: "prune needs a Docker daemon: " + oneLine(err.Error())}
+		return err
 	}
 	defer docker.Close()
-	tree, _, err := scanTree(ctx, g, dir, stderr)
+	b, err := g.open(ctx, dir, docker, stderr)
 	if err != nil {
 		return err
 	}
-	logger, closer, err := g.logger(false)
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
+	logger := g.logger(stderr)
 
 	failed := 0
-	reports, err := tree.Prune(ctx, docker, builder.PruneOptions{
+	reports, err := b.Prune(ctx, builder.PruneOptions{
 		Select:  o.selector,
 		Nightly: o.nightly,
 		DryRun:  o.dryRun,

@@ -76,6 +76,7 @@ func TestPruneExitStatus(t *testing.T) {
 	t.Cleanup(func() { cli.ContainerRemove(context.Background(), user.ID, client.ContainerRemoveOptions{Force: true}) })
 
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the label cache: never the user's
 	var stdout, stderr bytes.Buffer
 	cmd := newRootCmd()
 	cmd.SetOut(&stdout)

@@ -19,6 +19,7 @@ import (
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
 	"github.com/docker-pkg/docker-pkg/internal/testenv"
+	"github.com/docker-pkg/docker-pkg/registry"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -39,7 +40,7 @@ type e2e struct {
 	work string // holds config.yaml and images/
 	base string // the base image, in the registry only
 	stop func() // stops the registry
-	reg  *image.Registry
+	reg  *registry.Client
 	doc  map[string]any // fixtures/config.yaml as this test writes it
 }
 
@@ -77,10 +78,10 @@ func newE2E(t *testing.T, drop ...string) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.reg, err = image.NewRegistry(cfg); err != nil {
+	if e.reg, err = registry.New(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.reg.Publish(t.Context(), cli, &image.Image{Repo: host + "/" + e.ns + "/busybox", Tag: "static"}, io.Discard); err != nil {
+	if err := e.reg.Publish(t.Context(), cli, host+"/"+e.ns+"/busybox"+":static", io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{e.base, host + "/" + e.ns + "/busybox:latest"} {
@@ -116,11 +117,11 @@ func (e *e2e) images(t *testing.T) []*image.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := builder.Scan(t.Context(), filepath.Join(e.work, "images"), cfg, image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace})
+	b, err := builder.New(t.Context(), filepath.Join(e.work, "images"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tree.Images
+	return b.Tree().Images
 }
 
 func (e *e2e) image(t *testing.T, name string) *image.Image {

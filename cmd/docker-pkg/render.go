@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/docker-pkg/docker-pkg/builder"
-	"github.com/docker-pkg/docker-pkg/dockerfile"
-	"github.com/docker-pkg/docker-pkg/image"
 	"github.com/spf13/cobra"
 )
 
@@ -47,45 +45,36 @@ status is then 1.`,
 }
 
 func runRender(ctx context.Context, g *globals, o *renderOptions, dir string, stdout, stderr io.Writer) error {
-	match, err := builder.Glob(o.selector)
+	if _, err := builder.Glob(o.selector); err != nil {
+		return err
+	}
+	b, err := g.open(ctx, dir, nil, stderr)
 	if err != nil {
 		return err
 	}
-	tree, cfg, err := scanTree(ctx, g, dir, stderr)
-	if err != nil {
-		return err
-	}
-	render, err := tree.NewRender(cfg)
+	results, err := b.Render(ctx, o.selector)
 	if err != nil {
 		return err
 	}
 	failed := 0
-	for _, img := range tree.Images {
-		if !match(img.Label()) {
-			continue
-		}
-		df, bdf, err := render(img)
-		if err == nil && cfg.ForceNumericUser {
-			if uerr := dockerfile.CheckNumericUser(df); uerr != nil {
-				err = fmt.Errorf("%s: %w", filepath.Join(img.Dir, image.TemplateFile), uerr)
-			}
-		}
-		if err != nil {
+	for _, r := range results {
+		img := r.Image
+		if r.Err != nil {
 			failed++
-			fmt.Fprintf(stderr, "%s: %v\n", img.Label(), err)
+			fmt.Fprintf(stderr, "%s: %v\n", img.Label(), r.Err)
 		}
 		if o.outDir == "" {
-			if err == nil {
-				fmt.Fprintf(stdout, "# %s\n%s\n", img.Label(), df)
+			if r.Err == nil {
+				fmt.Fprintf(stdout, "# %s\n%s\n", img.Label(), r.Dockerfile)
 			}
 			continue
 		}
-		rel, relErr := filepath.Rel(tree.Dir, img.Dir)
-		if relErr != nil {
-			return relErr
+		rel, err := filepath.Rel(b.Tree().Dir, img.Dir)
+		if err != nil {
+			return err
 		}
-		if werr := writeRendered(filepath.Join(o.outDir, rel), df, bdf, err); werr != nil {
-			return werr
+		if err := writeRendered(filepath.Join(o.outDir, rel), r.Dockerfile, r.BuildDockerfile, r.Err); err != nil {
+			return err
 		}
 	}
 	if failed > 0 {

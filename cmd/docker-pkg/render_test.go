@@ -52,6 +52,7 @@ func TestRenderOutDir(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the label cache: never the user's
 	root := newRootCmd()
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
@@ -88,6 +89,7 @@ func TestRenderWithoutNumericCheck(t *testing.T) {
 	configPath, dir := renderTree(t, false)
 	var stdout, stderr bytes.Buffer
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the label cache: never the user's
 	root := newRootCmd()
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)

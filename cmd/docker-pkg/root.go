@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"strings"
+	"time"
 
+	"github.com/docker-pkg/docker-pkg/builder"
 	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/registry"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
 
@@ -62,32 +67,75 @@ func (g *globals) loadConfig() (*config.Config, error) {
 // terminal.
 const logFile = "docker-pkg-build.log"
 
-// logger returns the logger for a command: to stderr at info or debug level
-// with --info/--debug, otherwise to ./docker-pkg-build.log (when toFile) or
-// nowhere but warnings on stderr. The closer must be called when done.
-func (g *globals) logger(toFile bool) (*slog.Logger, io.Closer, error) {
+// logger returns the logger for a command that writes no build log: to
+// stderr at info or debug level with --info/--debug, otherwise warnings
+// only, on stderr.
+func (g *globals) logger(stderr io.Writer) *slog.Logger {
+	level := slog.LevelWarn
 	switch {
 	case g.debug:
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), io.NopCloser(nil), nil
+		level = slog.LevelDebug
 	case g.info:
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})), io.NopCloser(nil), nil
-	case toFile:
-		f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, nil, fmt.Errorf("opening log file: %w", err)
-		}
-		return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})), f, nil
-	default:
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), io.NopCloser(nil), nil
+		level = slog.LevelInfo
 	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func notImplemented(name string) *cobra.Command {
-	return &cobra.Command{
-		Use:   name,
-		Short: "not implemented yet",
-		RunE: func(*cobra.Command, []string) error {
-			return &exitError{code: 2, msg: name + ": not implemented yet"}
-		},
+// open loads the configuration and scans dir into a Builder, printing the
+// scan's warnings on stderr. The registry client (nil when none is
+// configured) and the daemon given are wired in; opts come last.
+func (g *globals) open(ctx context.Context, dir string, docker *client.Client, stderr io.Writer, opts ...builder.Option) (*builder.Builder, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, err
 	}
+	return g.openWith(ctx, cfg, dir, docker, stderr, opts...)
+}
+
+// openWith is open with the configuration already loaded.
+func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, docker *client.Client, stderr io.Writer, opts ...builder.Option) (*builder.Builder, error) {
+	reg, err := registry.New(cfg, registry.WithLabelCache(registry.DefaultLabelCache()))
+	if err != nil {
+		return nil, err
+	}
+	base := []builder.Option{builder.WithRegistry(reg), builder.WithLogger(g.logger(stderr))}
+	if docker != nil {
+		base = append(base, builder.WithEngine(docker))
+	}
+	b, err := builder.New(ctx, dir, cfg, append(base, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range b.Tree().Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	return b, nil
+}
+
+// daemon returns a client for the local Docker daemon, or why there is
+// none: the one place a command connects to it.
+func daemon(ctx context.Context) (*client.Client, error) {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("no Docker client: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		host := cli.DaemonHost()
+		cli.Close()
+		why := strings.Join(strings.Fields(err.Error()), " ") // one line
+		return nil, fmt.Errorf("no Docker daemon answers at %s (%s)", host, why)
+	}
+	return cli, nil
+}
+
+// needDaemon is daemon for a command that cannot work without one: exit
+// status 2, saying how to start one.
+func needDaemon(ctx context.Context, what string) (*client.Client, error) {
+	cli, err := daemon(ctx)
+	if err != nil {
+		return nil, &exitError{code: 2, msg: what + " needs a Docker daemon: " + err.Error() + ": run scripts/docker-up or start dockerd"}
+	}
+	return cli, nil
 }

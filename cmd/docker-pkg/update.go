@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/builder"
-	"github.com/docker-pkg/docker-pkg/image"
 	"github.com/spf13/cobra"
 )
 
@@ -108,17 +107,17 @@ func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir stri
 	if o.version != "" && o.selector != "" {
 		return errors.New("--version applies to NAME; it cannot be used with --select")
 	}
-	tree, cfg, err := scanTree(ctx, g, dir, stderr)
+	b, err := g.open(ctx, dir, nil, stderr)
 	if err != nil {
 		return err
 	}
-	req := builder.NewUpdateRequest(cfg, time.Now())
+	req := builder.NewUpdateRequest(b.Config(), time.Now())
 	req.Name, req.Select, req.Reason, req.Version = name, o.selector, o.reason, o.version
-	res, err := tree.Update(req)
+	res, err := b.Update(req)
 	if err != nil {
 		return err
 	}
-	return writeUpdate(ctx, tree, dir, res, o.dryRun, stdout)
+	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
 }
 
 // runUpdateStale is update --stale: the images whose build record names a
@@ -130,28 +129,24 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	case reasonSet:
 		return errors.New("--stale writes its own reason, naming the parent and its digests: it cannot be used with --reason")
 	}
-	tree, cfg, err := scanTree(ctx, g, dir, stderr)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
 	}
-	reg, err := image.NewRegistry(cfg)
-	if err != nil {
-		return err
-	}
-	// Where a build would take the parents from: the registry first when
-	// there is one, as build pulls.
-	recs := builder.Records{Registry: builder.RegistryInspect(reg), Pull: reg != nil}
 	docker, err := daemon(ctx)
 	switch {
 	case err == nil:
 		defer docker.Close()
-		recs.Local = builder.LocalInspect(docker)
-	case reg == nil:
+	case cfg.Registry == "":
 		return fmt.Errorf("update --stale reads build records from the Docker daemon or the registry, and there is neither: %w", err)
 	default:
-		fmt.Fprintf(stderr, "docker-pkg: no Docker daemon (%v): reading build records from the registry only\n", err)
+		fmt.Fprintf(stderr, "docker-pkg: %v: reading build records from the registry only\n", err)
 	}
-	stale, err := tree.Stale(ctx, recs)
+	b, err := g.openWith(ctx, cfg, dir, docker, stderr)
+	if err != nil {
+		return err
+	}
+	stale, err := b.Stale(ctx)
 	if err != nil {
 		return err
 	}
@@ -159,11 +154,11 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 		_, err := fmt.Fprintln(stdout, "No stale image: every image was built on its parent as it is now.")
 		return err
 	}
-	res, err := tree.UpdateStale(builder.NewUpdateRequest(cfg, time.Now()), stale)
+	res, err := b.UpdateStale(builder.NewUpdateRequest(cfg, time.Now()), stale)
 	if err != nil {
 		return err
 	}
-	return writeUpdate(ctx, tree, dir, res, o.dryRun, stdout)
+	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
 }
 
 // writeUpdate prints the changes of res and writes them, or with dryRun

@@ -1,4 +1,4 @@
-package image
+package registry
 
 import (
 	"encoding/json"
@@ -18,7 +18,10 @@ type labelCache struct {
 	mem map[string]map[string]string
 }
 
-func defaultLabelCacheDir() string {
+// DefaultLabelCache is the folder where the docker-pkg command keeps labels
+// between runs: docker-pkg/labels under the user's cache folder
+// ($XDG_CACHE_HOME, ~/.cache); "" when there is none.
+func DefaultLabelCache() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""

@@ -1,4 +1,4 @@
-package image
+package registry
 
 import (
 	"context"
@@ -32,14 +32,15 @@ var ErrNoCredentials = errors.New("no credentials for the registry")
 // insecure_registries.
 var ErrPlainHTTP = errors.New("plain HTTP is allowed only for loopback registries and those in insecure_registries")
 
-// Registry talks to the configured registry: whether an image is published,
-// whether we hold credentials, and pulls and pushes through the daemon.
+// Client talks to the configured registry: whether an image is published,
+// what its build record says, whether we hold credentials, and pulls and
+// pushes through the daemon.
 //
-// A nil *Registry, what NewRegistry returns when no registry is configured,
+// A nil *Client, what New returns when no registry is configured,
 // is valid: nothing is published, there are no credentials, Pull does
 // nothing and Publish fails. It is safe for concurrent use; all calls share
 // one HTTP transport.
-type Registry struct {
+type Client struct {
 	host               string // cfg.Registry, as go-containerregistry names it
 	username, password string
 	insecure           []string
@@ -57,33 +58,32 @@ type Registry struct {
 	secrets []string // every credential seen, removed from error messages
 }
 
-// RegistryOption changes a Registry made by NewRegistry.
-type RegistryOption func(*Registry)
+// Option changes a Client made by New.
+type Option func(*Client)
 
 // WithRetry sets how many times a registry call is tried and the wait after
 // the first failure, doubled after each further one. Default: 3 attempts,
 // 200ms.
-func WithRetry(attempts int, backoff time.Duration) RegistryOption {
-	return func(r *Registry) { r.attempts, r.backoff = attempts, backoff }
+func WithRetry(attempts int, backoff time.Duration) Option {
+	return func(r *Client) { r.attempts, r.backoff = attempts, backoff }
 }
 
 // WithLabelCache sets the folder where image labels read from the registry
-// are kept, by config digest, for later runs; "" keeps them in memory only.
-// Default: docker-pkg/labels under the user's cache folder
-// ($XDG_CACHE_HOME, ~/.cache).
-func WithLabelCache(dir string) RegistryOption {
-	return func(r *Registry) { r.labels = newLabelCache(dir) }
+// are kept, by config digest, for later runs (see DefaultLabelCache).
+// Default: "", in memory only, for this run.
+func WithLabelCache(dir string) Option {
+	return func(r *Client) { r.labels = newLabelCache(dir) }
 }
 
 // WithTimeout bounds one call (all its attempts). Default: 30s.
-func WithTimeout(d time.Duration) RegistryOption {
-	return func(r *Registry) { r.timeout = d }
+func WithTimeout(d time.Duration) Option {
+	return func(r *Client) { r.timeout = d }
 }
 
-// NewRegistry prepares calls to cfg.Registry honouring http_proxy,
+// New prepares calls to cfg.Registry honouring http_proxy,
 // ca_bundle and insecure_registries. It returns nil, nil when cfg.Registry
 // is empty.
-func NewRegistry(cfg *config.Config, opts ...RegistryOption) (*Registry, error) {
+func New(cfg *config.Config, opts ...Option) (*Client, error) {
 	if cfg.Registry == "" {
 		return nil, nil
 	}
@@ -91,13 +91,13 @@ func NewRegistry(cfg *config.Config, opts ...RegistryOption) (*Registry, error) 
 	if err != nil {
 		return nil, fmt.Errorf("registry %q: %w", cfg.Registry, err)
 	}
-	r := &Registry{
+	r := &Client{
 		host:     reg.RegistryStr(),
 		insecure: cfg.InsecureRegistries,
 		attempts: 3,
 		backoff:  200 * time.Millisecond,
 		timeout:  30 * time.Second,
-		labels:   newLabelCache(defaultLabelCacheDir()),
+		labels:   newLabelCache(""),
 	}
 	// As the reference: both or nothing; half a pair falls back to the
 	// credential store.
@@ -132,7 +132,7 @@ func NewRegistry(cfg *config.Config, opts ...RegistryOption) (*Registry, error) 
 
 // transport is the one transport every call shares, so connections are
 // reused across parallel checks.
-func (r *Registry) transport(cfg *config.Config) (http.RoundTripper, error) {
+func (r *Client) transport(cfg *config.Config) (http.RoundTripper, error) {
 	proxy := http.ProxyFromEnvironment
 	if cfg.HTTPProxy != "" {
 		u, err := url.Parse(cfg.HTTPProxy)
@@ -191,7 +191,7 @@ func (g httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // plainHTTP is Docker's rule: loopback registries, and those listed in
 // insecure_registries (host, host:port, or a CIDR of addresses).
-func (r *Registry) plainHTTP(host string) bool {
+func (r *Client) plainHTTP(host string) bool {
 	if isLoopback(host) {
 		return true
 	}
@@ -227,7 +227,7 @@ func isLoopback(host string) bool {
 
 // reference parses a full label, marking it insecure when plain HTTP may
 // be used for its registry.
-func (r *Registry) reference(label string) (name.Reference, error) {
+func (r *Client) reference(label string) (name.Reference, error) {
 	ref, err := name.ParseReference(label)
 	if err != nil {
 		return nil, err
@@ -243,7 +243,7 @@ func (r *Registry) reference(label string) (name.Reference, error) {
 // means not published; anything else that is not an answer (401, 403, 5xx,
 // timeouts, refused connections) is retried and then returned as an error,
 // never taken for "not published".
-func (r *Registry) Published(ctx context.Context, label string) (digest string, ok bool, err error) {
+func (r *Client) Published(ctx context.Context, label string) (digest string, ok bool, err error) {
 	if r == nil {
 		return "", false, nil
 	}
@@ -264,7 +264,7 @@ func (r *Registry) Published(ctx context.Context, label string) (digest string, 
 // retry makes one registry call, what naming it in errors, bounded by the
 // timeout and retried with backoff while retriable. found is false, with
 // no error, when the registry says the image or repository is unknown.
-func (r *Registry) retry(ctx context.Context, what string, call func(context.Context) error) (found bool, err error) {
+func (r *Client) retry(ctx context.Context, what string, call func(context.Context) error) (found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	wait := r.backoff
@@ -345,7 +345,7 @@ func retriable(err error) bool {
 // Credentials says whether publishing can happen: the configuration has a
 // username and password, or Docker's credential store has an entry for the
 // registry.
-func (r *Registry) Credentials(ctx context.Context) (found bool, err error) {
+func (r *Client) Credentials(ctx context.Context) (found bool, err error) {
 	if r == nil {
 		return false, nil
 	}
@@ -359,7 +359,7 @@ func (r *Registry) Credentials(ctx context.Context) (found bool, err error) {
 // authConfig is the credential for a registry: the configured one for our
 // registry, else the keychain's. The configured credential never goes to
 // another registry.
-func (r *Registry) authConfig(ctx context.Context, host string) (authn.AuthConfig, error) {
+func (r *Client) authConfig(ctx context.Context, host string) (authn.AuthConfig, error) {
 	reg, err := name.NewRegistry(host)
 	if err != nil {
 		return authn.AuthConfig{}, fmt.Errorf("registry %q: %w", host, err)
@@ -385,7 +385,7 @@ func (r *Registry) authConfig(ctx context.Context, host string) (authn.AuthConfi
 // keychain gives go-containerregistry the same credentials as authConfig:
 // the configured ones for our registry, else Docker's own (config.json and
 // credential helpers, through authn.DefaultKeychain).
-type keychain struct{ r *Registry }
+type keychain struct{ r *Client }
 
 func (k keychain) Resolve(res authn.Resource) (authn.Authenticator, error) {
 	return k.ResolveContext(context.Background(), res)
@@ -404,7 +404,7 @@ func (k keychain) ResolveContext(ctx context.Context, res authn.Resource) (authn
 }
 
 // remember adds credentials to the list redact removes.
-func (r *Registry) remember(secrets ...string) {
+func (r *Client) remember(secrets ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range secrets {
@@ -416,7 +416,7 @@ func (r *Registry) remember(secrets ...string) {
 
 // redact keeps any credential out of an error's message: errors end up in
 // logs and on the terminal.
-func (r *Registry) redact(err error) error {
+func (r *Client) redact(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -427,7 +427,7 @@ func (r *Registry) redact(err error) error {
 	return &redactedError{msg, err}
 }
 
-func (r *Registry) redactString(s string) string {
+func (r *Client) redactString(s string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, secret := range r.secrets {
@@ -444,3 +444,80 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// Holds says whether label names an image in this registry (a nil one
+// holds none).
+func (r *Client) Holds(label string) bool {
+	if r == nil {
+		return false
+	}
+	ref, err := name.ParseReference(label)
+	return err == nil && ref.Context().RegistryStr() == r.host
+}
+
+// ErrNotPublished is matched (errors.Is) by Client.Config for an image
+// the registry does not have.
+var ErrNotPublished = errors.New("not in the registry")
+
+// Config returns the image ID (the digest of its configuration, which the
+// daemon also uses as ID once pulled) and the labels of label in its
+// registry: its build record, without pulling it. A manifest list resolves
+// to its linux/amd64 image. Failures are retried as in Published.
+func (r *Client) Config(ctx context.Context, label string) (id string, labels map[string]string, err error) {
+	if r == nil {
+		return "", nil, fmt.Errorf("reading %s: %w: no registry configured", label, ErrNotPublished)
+	}
+	if p, ok := r.published.Load(label); ok {
+		return p.(publishedImage).id, p.(publishedImage).labels, nil
+	}
+	ref, err := r.reference(label)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading %s: %w", label, err)
+	}
+	found, err := r.retry(ctx, "reading "+label+" from the registry", func(ctx context.Context) (err error) {
+		id, labels, err = r.config(ctx, ref)
+		return err
+	})
+	switch {
+	case err != nil:
+		return "", nil, err
+	case !found:
+		return "", nil, fmt.Errorf("reading %s: %w", label, ErrNotPublished)
+	}
+	// Only what is there is remembered: a tag published later in the run
+	// must not read as absent.
+	r.published.Store(label, publishedImage{id, labels})
+	return id, labels, nil
+}
+
+type publishedImage struct {
+	id     string
+	labels map[string]string
+}
+
+func (r *Client) config(ctx context.Context, ref name.Reference) (string, map[string]string, error) {
+	desc, err := r.puller.Get(ctx, ref)
+	if err != nil {
+		return "", nil, err
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return "", nil, err
+	}
+	// The manifest names the config by digest: a config read once, in this
+	// run or an earlier one, need not be fetched again. On a no-op run it is
+	// the most expensive request of all.
+	if labels, ok := r.labels.get(id.String()); ok {
+		return id.String(), labels, nil
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", nil, err
+	}
+	r.labels.put(id.String(), cf.Config.Labels)
+	return id.String(), cf.Config.Labels, nil
+}

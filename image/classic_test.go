@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -106,7 +107,7 @@ func TestBuildSendsOptions(t *testing.T) {
 	eng := &fakeEngine{stream: okStream("sha256:" + strings.Repeat("ab", 32))}
 	limits := &config.Limits{Memory: 1 << 30, MemorySwap: 2 << 30, CPUShares: 512, CPUSetCPUs: "0-1"}
 
-	id, err := Build(t.Context(), eng, img, BuildOptions{
+	id, err := build(t.Context(), eng, img, BuildRequest{
 		Dockerfile: []byte("FROM scratch\n"),
 		NoCache:    true,
 		HTTPProxy:  "http://proxy:3128",
@@ -159,7 +160,7 @@ func TestBuildWithoutProxyOrLimits(t *testing.T) {
 	privateTmp(t)
 	img := &Image{Name: "foo", Dir: t.TempDir(), Repo: "foo", Tag: "1"}
 	eng := &fakeEngine{stream: okStream("sha256:" + strings.Repeat("cd", 32))}
-	if _, err := Build(t.Context(), eng, img, BuildOptions{Dockerfile: []byte("FROM scratch\n")}); err != nil {
+	if _, err := build(t.Context(), eng, img, BuildRequest{Dockerfile: []byte("FROM scratch\n")}); err != nil {
 		t.Fatal(err)
 	}
 	got := eng.builds[0]
@@ -275,7 +276,7 @@ func TestBuildErrorCarriesTail(t *testing.T) {
 		return jsonStream(msgs...)
 	}}
 	var log bytes.Buffer
-	_, err := Build(t.Context(), eng, img, BuildOptions{Dockerfile: []byte("FROM scratch\n"), Log: &log})
+	_, err := build(t.Context(), eng, img, BuildRequest{Dockerfile: []byte("FROM scratch\n"), Log: &log})
 	var be *BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("error %v is not a *BuildError", err)
@@ -393,7 +394,7 @@ func TestBuildStage(t *testing.T) {
 				copyTar:    buildTar(t, map[string]string{"build/app.bin": "binary"}),
 				copyErr:    tt.copyErr,
 			}
-			_, err := Build(t.Context(), eng, img, BuildOptions{
+			_, err := build(t.Context(), eng, img, BuildRequest{
 				Dockerfile:      []byte("FROM scratch\nCOPY build/app.bin /\n"),
 				BuildDockerfile: []byte("FROM scratch AS build\n"),
 			})
@@ -469,7 +470,7 @@ func TestBuildCancelledRemovesStepContainer(t *testing.T) {
 	defer cancel()
 	eng := &cancelEngine{cancel: cancel}
 	img := &Image{Name: "foo", Dir: t.TempDir(), Repo: "foo", Tag: "1"}
-	_, err := Build(ctx, eng, img, BuildOptions{Dockerfile: []byte("FROM scratch\n")})
+	_, err := build(ctx, eng, img, BuildRequest{Dockerfile: []byte("FROM scratch\n")})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
 	}
@@ -494,9 +495,30 @@ func TestBuildPanicRemovesContext(t *testing.T) {
 				t.Error("the panic did not reach the caller")
 			}
 		}()
-		Build(t.Context(), eng, img, BuildOptions{Dockerfile: []byte("FROM scratch\n")})
+		build(t.Context(), eng, img, BuildRequest{Dockerfile: []byte("FROM scratch\n")})
 	}()
 	if left := listTree(t, tmp); len(left) != 0 {
 		t.Errorf("build left %q in the temporary folder", left)
 	}
+}
+
+// build makes img's context, as the pipeline does, builds it with the
+// classic backend of eng and removes the context.
+func build(ctx context.Context, eng Engine, img *Image, req BuildRequest) (string, error) {
+	return buildWith(ctx, NewClassic(eng), img, req)
+}
+
+// buildWith builds img with backend b the way the pipeline does: in a
+// context of its own, removed afterwards.
+func buildWith(ctx context.Context, b interface {
+	Build(context.Context, BuildRequest) (Built, error)
+}, img *Image, req BuildRequest) (string, error) {
+	dir, err := NewContext(ctx, img.Dir)
+	if err != nil {
+		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Err: err}
+	}
+	defer os.RemoveAll(dir)
+	req.Image, req.Context = img, dir
+	built, err := b.Build(ctx, req)
+	return built.ID, err
 }

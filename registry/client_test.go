@@ -1,4 +1,4 @@
-package image
+package registry
 
 import (
 	"context"
@@ -86,9 +86,9 @@ func dockerLogin(t *testing.T, dir, host, user, password string) {
 	}
 }
 
-func newTestRegistry(t testing.TB, cfg *config.Config, opts ...RegistryOption) *Registry {
+func newTestRegistry(t testing.TB, cfg *config.Config, opts ...Option) *Client {
 	t.Helper()
-	r, err := NewRegistry(cfg, opts...)
+	r, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,8 +209,8 @@ func TestRegistryCABundle(t *testing.T) {
 	t.Run("bundle with no certificate", func(t *testing.T) {
 		empty := filepath.Join(t.TempDir(), "empty.pem")
 		os.WriteFile(empty, []byte("not a certificate\n"), 0o600)
-		if _, err := NewRegistry(&config.Config{Registry: host, CABundle: empty}); err == nil || !strings.Contains(err.Error(), empty) {
-			t.Errorf("NewRegistry with a bad ca_bundle: err = %v, want one naming %s", err, empty)
+		if _, err := New(&config.Config{Registry: host, CABundle: empty}); err == nil || !strings.Contains(err.Error(), empty) {
+			t.Errorf("New with a bad ca_bundle: err = %v, want one naming %s", err, empty)
 		}
 	})
 }
@@ -239,7 +239,7 @@ func TestRegistryHTTPProxy(t *testing.T) {
 }
 
 func TestRegistryPlainHTTP(t *testing.T) {
-	r := &Registry{insecure: []string{"myreg:5000", "build.example", "10.20.0.0/16"}}
+	r := &Client{insecure: []string{"myreg:5000", "build.example", "10.20.0.0/16"}}
 	tests := []struct {
 		name string
 		host string
@@ -316,9 +316,9 @@ func TestRegistryCredentials(t *testing.T) {
 }
 
 func TestNilRegistry(t *testing.T) {
-	r, err := NewRegistry(&config.Config{})
+	r, err := New(&config.Config{})
 	if err != nil || r != nil {
-		t.Fatalf("NewRegistry with no registry = %v, %v; want nil, nil", r, err)
+		t.Fatalf("New with no registry = %v, %v; want nil, nil", r, err)
 	}
 	if d, ok, err := r.Published(t.Context(), "node20:1.0"); d != "" || ok || err != nil {
 		t.Errorf("Published = %q, %v, %v; want nothing", d, ok, err)
@@ -329,7 +329,7 @@ func TestNilRegistry(t *testing.T) {
 	if err := r.Pull(t.Context(), noEngine{}, "node20:1.0", io.Discard); err != nil {
 		t.Errorf("Pull = %v, want nil (nothing pulled)", err)
 	}
-	if err := r.Publish(t.Context(), noEngine{}, &Image{Repo: "node20", Tag: "1.0"}, io.Discard); err == nil {
+	if err := r.Publish(t.Context(), noEngine{}, "node20:1.0", io.Discard); err == nil {
 		t.Error("Publish with no registry succeeded")
 	}
 }
@@ -338,7 +338,7 @@ func TestNewRegistryRejectsBadOptions(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  config.Config
-		opt  RegistryOption
+		opt  Option
 	}{
 		{name: "no attempts", cfg: config.Config{Registry: "r.example"}, opt: WithRetry(0, time.Second)},
 		{name: "negative backoff", cfg: config.Config{Registry: "r.example"}, opt: WithRetry(1, -time.Second)},
@@ -348,8 +348,8 @@ func TestNewRegistryRejectsBadOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if r, err := NewRegistry(&tt.cfg, tt.opt); err == nil {
-				t.Errorf("NewRegistry = %v, nil; want an error", r)
+			if r, err := New(&tt.cfg, tt.opt); err == nil {
+				t.Errorf("New = %v, nil; want an error", r)
 			}
 		})
 	}

@@ -7,88 +7,55 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker-pkg/docker-pkg/config"
 	buildtypes "github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
 
-// Stage says which part of an image's work failed.
-type Stage string
-
-const (
-	StageRender     Stage = "render"      // rendering the templates
-	StageBuildStage Stage = "build-stage" // the Dockerfile.build.template image
-	StageBuild      Stage = "build"       // the image itself
-	StageVerify     Stage = "verify"      // the verify command
-)
-
-// tailLines is how many lines of log an error carries.
-const tailLines = 30
-
-// BuildError is the error of one stage of one image. Tail holds the last
-// lines of that stage's log, enough to see why without the log file.
-type BuildError struct {
-	Image string // full label
-	Stage Stage
-	Tail  []string
-	Err   error
-}
-
-func (e *BuildError) Error() string {
-	return fmt.Sprintf("%s: %s failed: %v", e.Image, e.Stage, e.Err)
-}
-
-func (e *BuildError) Unwrap() error { return e.Err }
-
-// BuildOptions says how to build one image.
-type BuildOptions struct {
-	Dockerfile      []byte         // rendered Dockerfile.template
-	BuildDockerfile []byte         // rendered Dockerfile.build.template; nil when none
-	NoCache         bool           // true unless --use-cache
-	HTTPProxy       string         // when set: build args http_proxy, https_proxy, HTTP_PROXY, HTTPS_PROXY
-	Limits          *config.Limits // container_limits; nil for none
-	Labels          map[string]string
-	Log             io.Writer // the daemon's output, as docker build prints it; nil discards it
-}
-
 // cleanupTimeout bounds the removal of what a build leaves behind, which
 // runs even after ctx is cancelled.
 const cleanupTimeout = 2 * time.Minute
 
-// Build builds img through the Engine API, tagged img.Label(), and returns
-// the image ID. The context is a private copy of img.Dir minus what its
-// .dockerignore excludes, plus the rendered Dockerfile; it is removed
-// whatever happens. With a BuildDockerfile, the image built from it as
-// {Repo}-build:{Tag} first gives its /build folder to the context (as
-// build/), and is removed afterwards with its container. Errors are
-// *BuildError.
-func Build(ctx context.Context, eng Engine, img *Image, opts BuildOptions) (string, error) {
-	if opts.Log == nil {
-		opts.Log = io.Discard
-	}
-	dir, err := newContext(ctx, img.Dir)
-	if err != nil {
-		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Err: err}
-	}
-	defer os.RemoveAll(dir)
+// Classic is the backend of the classic builder of the local Docker
+// Engine, as the reference docker-pkg builds: the image is tagged
+// Image.Label() in the daemon, which never pulls. A build-stage image
+// ({Repo}-build:{Tag}) is built first from Dockerfile.build, its /build
+// folder copied into the context as build/, and removed afterwards with its
+// container, whatever happens.
+type Classic struct{ eng Engine }
 
-	if opts.BuildDockerfile != nil {
-		log := &tail{w: opts.Log}
-		if err := buildStage(ctx, eng, img, dir, opts, log); err != nil {
+// NewClassic returns the classic builder of eng.
+func NewClassic(eng Engine) *Classic { return &Classic{eng: eng} }
+
+// Build builds req.Context with the classic builder. Errors are
+// *BuildError.
+func (c *Classic) Build(ctx context.Context, req BuildRequest) (Built, error) {
+	id, err := buildEngine(ctx, c.eng, req)
+	return Built{ID: id, Local: true}, err
+}
+
+// buildEngine builds req on eng, build stage first, and returns the image
+// ID. Errors are *BuildError.
+func buildEngine(ctx context.Context, eng Engine, req BuildRequest) (string, error) {
+	if req.Log == nil {
+		req.Log = io.Discard
+	}
+	img, dir := req.Image, req.Context
+	if req.BuildDockerfile != nil {
+		log := &tail{w: req.Log}
+		if err := buildStage(ctx, eng, img, dir, req, log); err != nil {
 			return "", &BuildError{Image: img.Label(), Stage: StageBuildStage, Tail: log.Lines(), Err: err}
 		}
 	}
-	log := &tail{w: opts.Log}
-	if err := writeDockerfile(dir, opts.Dockerfile); err != nil {
+	log := &tail{w: req.Log}
+	if err := writeDockerfile(dir, req.Dockerfile); err != nil {
 		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Err: err}
 	}
-	id, err := runBuild(ctx, eng, dir, img.Label(), opts, log)
+	id, err := runBuild(ctx, eng, dir, img.Label(), req, log)
 	if err != nil {
 		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Tail: log.Lines(), Err: err}
 	}
@@ -97,7 +64,7 @@ func Build(ctx context.Context, eng Engine, img *Image, opts BuildOptions) (stri
 
 // buildStage builds the build-stage image in dir and copies its /build
 // folder into dir.
-func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts BuildOptions, log *tail) (err error) {
+func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts BuildRequest, log *tail) (err error) {
 	label := img.Repo + "-build:" + img.Tag
 	if err := writeDockerfile(dir, opts.BuildDockerfile); err != nil {
 		return err
@@ -145,7 +112,7 @@ func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts Bu
 }
 
 // runBuild sends dir to the daemon and builds it as tag.
-func runBuild(ctx context.Context, eng Engine, dir, tag string, opts BuildOptions, log *tail) (id string, err error) {
+func runBuild(ctx context.Context, eng Engine, dir, tag string, opts BuildRequest, log *tail) (id string, err error) {
 	stream := tarContext(dir)
 	defer stream.Close()
 	bo := client.ImageBuildOptions{

@@ -32,38 +32,53 @@ type BuildKitEngine interface {
 
 var _ BuildKitEngine = (*client.Client)(nil)
 
-// BuildKit builds img as Build does (same context, options, build stage and
-// *BuildError), but on the daemon's built-in BuildKit, so a Dockerfile can
-// use RUN --mount: type=secret reads the secrets given here, which never
-// reach a layer or the history; type=cache keeps a folder out of the image
-// and across builds. NoCache means what docker build --no-cache means: no
-// step comes from the cache and, BuildKit's choice, cache mounts start
-// empty (the steps of one build still share them). container_limits are
-// not applied: the daemon's BuildKit ignores them. A missing secret, or a
-// "# syntax=" line (the daemon would pull that frontend image), fails
-// before anything is sent to the daemon.
-func BuildKit(ctx context.Context, eng BuildKitEngine, img *Image, opts BuildOptions, secrets map[string]config.Secret) (string, error) {
-	fail := func(stage Stage, err error) (string, error) {
-		return "", &BuildError{Image: img.Label(), Stage: stage, Err: err}
+// Session is the backend of the local Docker Engine's built-in BuildKit,
+// to which it attaches a session, so a Dockerfile can use RUN --mount:
+// type=secret reads the secrets given here, which never reach a layer or
+// the history; type=cache keeps a folder out of the image and across
+// builds. It builds as Classic does otherwise (same build stage, tags and
+// errors). NoCache means what docker build --no-cache means: no step comes
+// from the cache and, BuildKit's choice, cache mounts start empty (the steps
+// of one build still share them). container_limits are not applied: the
+// daemon's BuildKit ignores them. A missing secret, or a "# syntax=" line
+// (the daemon would pull that frontend image), fails before anything is
+// sent to the daemon.
+type Session struct {
+	eng     BuildKitEngine
+	secrets map[string]config.Secret
+}
+
+// NewSession returns the BuildKit backend of eng, serving secrets.
+func NewSession(eng BuildKitEngine, secrets map[string]config.Secret) *Session {
+	return &Session{eng: eng, secrets: secrets}
+}
+
+// Build builds req.Context on the daemon's BuildKit. Errors are
+// *BuildError.
+func (s *Session) Build(ctx context.Context, req BuildRequest) (Built, error) {
+	img := req.Image
+	fail := func(stage Stage, err error) (Built, error) {
+		return Built{}, &BuildError{Image: img.Label(), Stage: stage, Err: err}
 	}
-	if err := CheckSecrets(secrets); err != nil {
+	if err := CheckSecrets(s.secrets); err != nil {
 		return fail(StageBuild, err)
 	}
-	if err := checkSyntax(filepath.Join(img.Dir, BuildTemplateFile), opts.BuildDockerfile); err != nil {
+	if err := checkSyntax(filepath.Join(img.Dir, BuildTemplateFile), req.BuildDockerfile); err != nil {
 		return fail(StageBuildStage, err)
 	}
-	if err := checkSyntax(filepath.Join(img.Dir, TemplateFile), opts.Dockerfile); err != nil {
+	if err := checkSyntax(filepath.Join(img.Dir, TemplateFile), req.Dockerfile); err != nil {
 		return fail(StageBuild, err)
 	}
-	provider, err := secretProvider(secrets)
+	provider, err := secretProvider(s.secrets)
 	if err != nil {
 		return fail(StageBuild, err)
 	}
-	if opts.Limits != nil && opts.Log != nil {
+	if req.Limits != nil && req.Log != nil {
 		// The daemon's BuildKit takes the limits and does nothing with them.
-		fmt.Fprintln(opts.Log, "WARNING: container_limits are not applied: the daemon's BuildKit ignores them")
+		fmt.Fprintln(req.Log, "WARNING: container_limits are not applied: the daemon's BuildKit ignores them")
 	}
-	return Build(ctx, &kitEngine{BuildKitEngine: eng, secrets: provider}, img, opts)
+	id, err := buildEngine(ctx, &kitEngine{BuildKitEngine: s.eng, secrets: provider}, req)
+	return Built{ID: id, Local: true}, err
 }
 
 // ValidateBuilder checks, before any build starts, that the configured

@@ -117,7 +117,7 @@ func TestBuildDaemonDockerignore(t *testing.T) {
 	}
 	img := daemonImage(t, cli, dir, &log)
 
-	id, err := Build(t.Context(), cli, img, BuildOptions{
+	id, err := build(t.Context(), cli, img, BuildRequest{
 		Dockerfile: []byte("FROM " + base + "\nCOPY . /ctx/\n"),
 		NoCache:    true,
 		Labels:     map[string]string{"org.example.test": t.Name()},
@@ -211,7 +211,7 @@ func TestBuildDaemonBuildStage(t *testing.T) {
 	img := daemonImage(t, cli, dir, &log)
 	spy := &spyEngine{Client: cli}
 
-	_, err := Build(t.Context(), spy, img, BuildOptions{
+	_, err := build(t.Context(), spy, img, BuildRequest{
 		BuildDockerfile: []byte("FROM " + base + "\nCOPY src /src\n" +
 			"RUN mkdir -p /build/bin && tr a-z A-Z < /src/hello.txt > /build/bin/artifact && chmod 750 /build/bin/artifact\n"),
 		Dockerfile: []byte("FROM " + base + "\nCOPY build/ /opt/\n"),
@@ -244,7 +244,7 @@ func TestBuildDaemonBuildStageFails(t *testing.T) {
 	img := daemonImage(t, cli, t.TempDir(), &log)
 	spy := &spyEngine{Client: cli}
 
-	_, err := Build(t.Context(), spy, img, BuildOptions{
+	_, err := build(t.Context(), spy, img, BuildRequest{
 		// The build image is made, but has no /build to give.
 		BuildDockerfile: []byte("FROM " + base + "\nRUN mkdir /nothing-here\n"),
 		Dockerfile:      []byte("FROM " + base + "\n"),
@@ -270,7 +270,7 @@ func TestBuildDaemonMultiStage(t *testing.T) {
 	privateTmp(t)
 	var log bytes.Buffer
 	img := daemonImage(t, cli, t.TempDir(), &log)
-	_, err := Build(t.Context(), cli, img, BuildOptions{
+	_, err := build(t.Context(), cli, img, BuildRequest{
 		Dockerfile: []byte("FROM " + base + " AS compile\nRUN echo compiled > /out\n" +
 			"FROM " + base + "\nCOPY --from=compile /out /out\n"),
 		NoCache: true,
@@ -290,7 +290,7 @@ func TestBuildDaemonFailingRun(t *testing.T) {
 	tmp := privateTmp(t)
 	var log bytes.Buffer
 	img := daemonImage(t, cli, t.TempDir(), &log)
-	_, err := Build(t.Context(), cli, img, BuildOptions{
+	_, err := build(t.Context(), cli, img, BuildRequest{
 		Dockerfile: []byte("FROM " + base + "\nRUN for i in $(seq 1 40); do echo output line $i; done; exit 3\n"),
 		NoCache:    true,
 		Log:        &log,
@@ -344,7 +344,7 @@ func TestBuildDaemonCancel(t *testing.T) {
 	log := &cancelAt{marker: marker, cancel: cancel}
 	img := daemonImage(t, cli, t.TempDir(), &log.Buffer)
 
-	_, err := Build(ctx, cli, img, BuildOptions{
+	_, err := build(ctx, cli, img, BuildRequest{
 		Dockerfile: []byte("FROM " + base + "\nRUN echo " + marker + " && sleep 30\n"),
 		NoCache:    true,
 		Log:        log,
@@ -380,7 +380,7 @@ func TestBuildDaemonAptInstall(t *testing.T) {
 		"    && DEBIAN_FRONTEND=noninteractive \\\n" +
 		"    apt-get install  --yes hello --no-install-recommends \\\n" +
 		"    && apt-get clean && rm -rf /var/lib/apt/lists/* \n"
-	_, err := Build(t.Context(), cli, img, BuildOptions{Dockerfile: []byte(dockerfile), NoCache: true, Log: &log})
+	_, err := build(t.Context(), cli, img, BuildRequest{Dockerfile: []byte(dockerfile), NoCache: true, Log: &log})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}

@@ -354,7 +354,7 @@ func TestBuildKitSecretNeverInImage(t *testing.T) {
 		"RUN --mount=type=secret,id=tok sh -c 'sha256sum /run/secrets/tok > /tok.sha'\n" +
 		"RUN echo \"proxy=$http_proxy\" > /proxy.txt\n"
 	var log bytes.Buffer
-	id, err := BuildKit(t.Context(), cli, img, BuildOptions{
+	id, err := buildKit(t.Context(), cli, img, BuildRequest{
 		Dockerfile: []byte(dockerfile),
 		NoCache:    true,
 		HTTPProxy:  "http://proxy.invalid:3128",
@@ -432,7 +432,7 @@ func TestBuildKitFailingRun(t *testing.T) {
 	base := testenv.Busybox(t, cli)
 	img := kitImage(t, cli, "bk-fail", nil)
 	var log bytes.Buffer
-	_, err := BuildKit(t.Context(), cli, img, BuildOptions{
+	_, err := buildKit(t.Context(), cli, img, BuildRequest{
 		Dockerfile: []byte("FROM " + base + "\nRUN echo first-line && echo why-it-failed >&2 && exit 3\nRUN echo never\n"),
 		NoCache:    true,
 		Log:        &log,
@@ -471,7 +471,7 @@ func TestBuildKitCacheMount(t *testing.T) {
 	build := func(img *Image, dockerfile string, noCache bool) string {
 		t.Helper()
 		var log bytes.Buffer
-		id, err := BuildKit(t.Context(), cli, img, BuildOptions{Dockerfile: []byte(dockerfile), NoCache: noCache, Log: &log}, nil)
+		id, err := buildWith(t.Context(), NewSession(cli, nil), img, BuildRequest{Dockerfile: []byte(dockerfile), NoCache: noCache, Log: &log})
 		if err != nil {
 			t.Fatalf("BuildKit %s: %v\n%s", img.Label(), err, log.String())
 		}
@@ -525,7 +525,7 @@ func TestBuildKitBuildStage(t *testing.T) {
 	t.Setenv("DOCKER_PKG_TEST_TOK", secret)
 	img := kitImage(t, cli, "bk-stage", nil)
 	var log bytes.Buffer
-	_, err := BuildKit(t.Context(), cli, img, BuildOptions{
+	_, err := buildKit(t.Context(), cli, img, BuildRequest{
 		BuildDockerfile: []byte("FROM " + base + "\nRUN --mount=type=secret,id=tok sh -c 'mkdir /build && wc -c < /run/secrets/tok > /build/size'\n"),
 		Dockerfile:      []byte("FROM " + base + "\nCOPY build/size /size\n"),
 		NoCache:         true,
@@ -547,27 +547,27 @@ func TestBuildKitRejectsBeforeBuilding(t *testing.T) {
 	img := &Image{Name: "x", Dir: t.TempDir(), Repo: "x", Tag: "1"}
 	tests := []struct {
 		name    string
-		opts    BuildOptions
+		opts    BuildRequest
 		secrets map[string]config.Secret
 		stage   Stage
 		want    string
 	}{
 		{
 			name:    "missing secret",
-			opts:    BuildOptions{Dockerfile: []byte("FROM scratch\n")},
+			opts:    BuildRequest{Dockerfile: []byte("FROM scratch\n")},
 			secrets: map[string]config.Secret{"tok": {Env: "DOCKER_PKG_TEST_UNSET"}},
 			stage:   StageBuild,
 			want:    "secret tok",
 		},
 		{
 			name:  "syntax directive",
-			opts:  BuildOptions{Dockerfile: []byte("# syntax=docker/dockerfile:1\nFROM scratch\n")},
+			opts:  BuildRequest{Dockerfile: []byte("# syntax=docker/dockerfile:1\nFROM scratch\n")},
 			stage: StageBuild,
 			want:  TemplateFile + ": line 1",
 		},
 		{
 			name:  "syntax directive in the build stage",
-			opts:  BuildOptions{Dockerfile: []byte("FROM scratch\n"), BuildDockerfile: []byte("# syntax=docker/dockerfile:1\nFROM scratch\n")},
+			opts:  BuildRequest{Dockerfile: []byte("FROM scratch\n"), BuildDockerfile: []byte("# syntax=docker/dockerfile:1\nFROM scratch\n")},
 			stage: StageBuildStage,
 			want:  BuildTemplateFile + ": line 1",
 		},
@@ -575,7 +575,7 @@ func TestBuildKitRejectsBeforeBuilding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// A nil engine: any call to the daemon would panic.
-			_, err := BuildKit(t.Context(), nil, img, tt.opts, tt.secrets)
+			_, err := buildKit(t.Context(), nil, img, tt.opts, tt.secrets)
 			var be *BuildError
 			if !errors.As(err, &be) || be.Stage != tt.stage || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("BuildKit: %v, want a %s *BuildError saying %q", err, tt.stage, tt.want)
@@ -622,7 +622,7 @@ func TestBuildKitRequest(t *testing.T) {
 			return client.ImageBuildResult{Body: io.NopCloser(strings.NewReader(body))}, nil
 		},
 	}
-	id, err := BuildKit(t.Context(), fake, img, BuildOptions{Dockerfile: []byte("FROM scratch\n"), NoCache: true}, nil)
+	id, err := buildKit(t.Context(), fake, img, BuildRequest{Dockerfile: []byte("FROM scratch\n"), NoCache: true}, nil)
 	if err != nil || id != "sha256:0123" {
 		t.Fatalf("BuildKit: %q, %v", id, err)
 	}
@@ -644,7 +644,7 @@ func TestBuildKitSessionFails(t *testing.T) {
 			return client.ImageBuildResult{}, ctx.Err()
 		},
 	}
-	_, err := BuildKit(t.Context(), fake, img, BuildOptions{Dockerfile: []byte("FROM scratch\n")}, nil)
+	_, err := buildKit(t.Context(), fake, img, BuildRequest{Dockerfile: []byte("FROM scratch\n")}, nil)
 	var be *BuildError
 	if !errors.As(err, &be) || !strings.Contains(err.Error(), "attaching the BuildKit session") || !strings.Contains(err.Error(), "no /session here") {
 		t.Fatalf("BuildKit: %v, want a *BuildError saying the session failed", err)
@@ -678,7 +678,7 @@ func TestBuildKitCancel(t *testing.T) {
 		<-log.ch
 		cancel()
 	}()
-	_, err := BuildKit(ctx, cli, img, BuildOptions{
+	_, err := buildKit(ctx, cli, img, BuildRequest{
 		Dockerfile: []byte("FROM " + base + "\nRUN echo sleeping && sleep 120\n"),
 		NoCache:    true,
 		Log:        log,
@@ -686,4 +686,10 @@ func TestBuildKitCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("BuildKit: %v, want context.Canceled\n%s", err, log.buf.String())
 	}
+}
+
+// buildKit builds img with the Session backend of eng, in a context of
+// its own, as the pipeline does.
+func buildKit(ctx context.Context, eng BuildKitEngine, img *Image, req BuildRequest, secrets map[string]config.Secret) (string, error) {
+	return buildWith(ctx, NewSession(eng, secrets), img, req)
 }

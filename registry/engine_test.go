@@ -1,4 +1,4 @@
-package image
+package registry
 
 import (
 	"bytes"
@@ -65,7 +65,7 @@ func TestProgress(t *testing.T) {
 			wantErr: "reading the daemon's progress: unexpected EOF",
 		},
 	}
-	r := &Registry{}
+	r := &Client{}
 	r.remember("hunter2-pw")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func TestProgress(t *testing.T) {
 func TestPublishWithoutCredentials(t *testing.T) {
 	noDockerConfig(t)
 	r := newTestRegistry(t, &config.Config{Registry: "127.0.0.1:1", Username: "only-a-user"})
-	err := r.Publish(t.Context(), noEngine{}, &Image{Repo: "127.0.0.1:1/releng/node20", Tag: "1.0"}, io.Discard)
+	err := r.Publish(t.Context(), noEngine{}, "127.0.0.1:1/releng/node20:1.0", io.Discard)
 	if !errors.Is(err, ErrNoCredentials) {
 		t.Errorf("Publish = %v, want ErrNoCredentials", err)
 	}
@@ -129,30 +129,30 @@ func TestPublishAndPull(t *testing.T) {
 			if tt.login {
 				dockerLogin(t, dir, host, testenv.RegistryUser, testenv.RegistryPassword)
 			}
-			img := &Image{Name: "busybox", Repo: host + "/test/busybox" + string(rune('a'+i)), Tag: "1.0-1"}
-			latest := img.Repo + ":latest"
-			tagBase(t, cli, img.Label())
+			repo := host + "/test/busybox" + string(rune('a'+i))
+			label, latest := repo+":1.0-1", repo+":latest"
+			tagBase(t, cli, label)
 			t.Cleanup(func() { untag(t, cli, latest) })
 			r := newTestRegistry(t, &config.Config{Registry: host, Username: tt.user, Password: tt.pass})
 
 			var log bytes.Buffer
-			if err := r.Publish(t.Context(), cli, img, &log); err != nil {
+			if err := r.Publish(t.Context(), cli, label, &log); err != nil {
 				t.Fatalf("Publish: %v\n%s", err, log.String())
 			}
 			if !strings.Contains(log.String(), "digest: sha256:") {
 				t.Errorf("push log has no digest line:\n%s", log.String())
 			}
-			d1, ok1, err1 := r.Published(t.Context(), img.Label())
+			d1, ok1, err1 := r.Published(t.Context(), label)
 			d2, ok2, err2 := r.Published(t.Context(), latest)
 			if !ok1 || !ok2 || err1 != nil || err2 != nil || d1 != d2 {
-				t.Fatalf("after Publish: %s published = %v (%s, %v), latest = %v (%s, %v); want both, same digest", img.Label(), ok1, d1, err1, ok2, d2, err2)
+				t.Fatalf("after Publish: %s published = %v (%s, %v), latest = %v (%s, %v); want both, same digest", label, ok1, d1, err1, ok2, d2, err2)
 			}
 
-			untag(t, cli, img.Label(), latest)
-			if err := r.Pull(t.Context(), cli, img.Label(), &log); err != nil {
+			untag(t, cli, label, latest)
+			if err := r.Pull(t.Context(), cli, label, &log); err != nil {
 				t.Fatalf("Pull: %v\n%s", err, log.String())
 			}
-			if _, err := cli.ImageInspect(t.Context(), img.Label()); err != nil {
+			if _, err := cli.ImageInspect(t.Context(), label); err != nil {
 				t.Errorf("after Pull: %v", err)
 			}
 		})
@@ -175,13 +175,14 @@ func TestPublishWrongPassword(t *testing.T) {
 	cli := testenv.Docker(t)
 	host, _ := testenv.Registry(t, testenv.RegistryOptions{Auth: true})
 	noDockerConfig(t)
-	img := &Image{Name: "busybox", Repo: host + "/test/denied", Tag: "1.0-1"}
-	tagBase(t, cli, img.Label())
-	t.Cleanup(func() { untag(t, cli, img.Repo+":latest") })
+	repo := host + "/test/denied"
+	label := repo + ":1.0-1"
+	tagBase(t, cli, label)
+	t.Cleanup(func() { untag(t, cli, repo+":latest") })
 	r := newTestRegistry(t, &config.Config{Registry: host, Username: testenv.RegistryUser, Password: wrongPassword})
 
 	var log bytes.Buffer
-	err := r.Publish(t.Context(), cli, img, &log)
+	err := r.Publish(t.Context(), cli, label, &log)
 	if err == nil {
 		t.Fatalf("Publish with a wrong password succeeded\n%s", log.String())
 	}
@@ -189,7 +190,7 @@ func TestPublishWrongPassword(t *testing.T) {
 	if !errors.Is(err, ErrEngine) {
 		t.Errorf("error %v: want the daemon's (ErrEngine)", err)
 	}
-	if want := "pushing " + img.Label() + ": unauthorized"; !strings.HasPrefix(err.Error(), want) {
+	if want := "pushing " + label + ": unauthorized"; !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %q, want it to start with %q", err, want)
 	}
 	if strings.Contains(err.Error(), wrongPassword) || strings.Contains(log.String(), wrongPassword) {

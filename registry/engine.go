@@ -1,4 +1,4 @@
-package image
+package registry
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/api/pkg/authconfig"
@@ -27,7 +28,7 @@ type Pusher interface {
 // Pull has the daemon pull label, with our credentials when label is in our
 // registry (the keychain's otherwise), writing its progress to log. With no
 // registry configured it does nothing.
-func (r *Registry) Pull(ctx context.Context, eng Puller, label string, log io.Writer) error {
+func (r *Client) Pull(ctx context.Context, eng Puller, label string, log io.Writer) error {
 	if r == nil {
 		return nil
 	}
@@ -46,32 +47,37 @@ func (r *Registry) Pull(ctx context.Context, eng Puller, label string, log io.Wr
 	return nil
 }
 
-// Publish tags img as Repo:latest and pushes its tag, then latest. It
-// fails with ErrNoCredentials rather than push anonymously.
-func (r *Registry) Publish(ctx context.Context, eng Pusher, img *Image, log io.Writer) error {
+// Publish tags label as its repository's latest and pushes label, then
+// latest. It fails with ErrNoCredentials rather than push anonymously.
+func (r *Client) Publish(ctx context.Context, eng Pusher, label string, log io.Writer) error {
 	if r == nil {
-		return fmt.Errorf("publishing %s: no registry configured", img.Label())
+		return fmt.Errorf("publishing %s: no registry configured", label)
 	}
 	found, err := r.Credentials(ctx)
 	if err != nil {
-		return fmt.Errorf("publishing %s: %w", img.Label(), err)
+		return fmt.Errorf("publishing %s: %w", label, err)
 	}
 	if !found {
-		return fmt.Errorf("publishing %s: %w %s", img.Label(), ErrNoCredentials, r.host)
+		return fmt.Errorf("publishing %s: %w %s", label, ErrNoCredentials, r.host)
 	}
-	latest := img.Repo + ":latest"
-	if _, err := eng.ImageTag(ctx, client.ImageTagOptions{Source: img.Label(), Target: latest}); err != nil {
-		return fmt.Errorf("tagging %s as %s: %w", img.Label(), latest, err)
+	slash := strings.LastIndexByte(label, '/')
+	colon := strings.LastIndexByte(label, ':')
+	if colon <= slash {
+		return fmt.Errorf("publishing %s: not a full label (repository:tag)", label)
 	}
-	for _, label := range []string{img.Label(), latest} {
-		if err := r.push(ctx, eng, label, log); err != nil {
+	latest := label[:colon] + ":latest"
+	if _, err := eng.ImageTag(ctx, client.ImageTagOptions{Source: label, Target: latest}); err != nil {
+		return fmt.Errorf("tagging %s as %s: %w", label, latest, err)
+	}
+	for _, l := range []string{label, latest} {
+		if err := r.push(ctx, eng, l, log); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *Registry) push(ctx context.Context, eng Pusher, label string, log io.Writer) error {
+func (r *Client) push(ctx context.Context, eng Pusher, label string, log io.Writer) error {
 	auth, err := r.engineAuth(ctx, label)
 	if err != nil {
 		return fmt.Errorf("pushing %s: %w", label, err)
@@ -89,7 +95,7 @@ func (r *Registry) push(ctx context.Context, eng Pusher, label string, log io.Wr
 
 // engineAuth is the X-Registry-Auth value for label's registry: the daemon
 // does the transfer, so it needs the credential, which goes nowhere else.
-func (r *Registry) engineAuth(ctx context.Context, label string) (string, error) {
+func (r *Client) engineAuth(ctx context.Context, label string) (string, error) {
 	ref, err := r.reference(label)
 	if err != nil {
 		return "", err
@@ -140,7 +146,7 @@ type progressMessage struct {
 
 // progress copies the daemon's status lines to log, leaving out the
 // byte-count ticks, and returns the error the stream ends with, if any.
-func (r *Registry) progress(stream io.Reader, log io.Writer) error {
+func (r *Client) progress(stream io.Reader, log io.Writer) error {
 	dec := json.NewDecoder(stream)
 	for {
 		var m progressMessage

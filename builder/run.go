@@ -5,40 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/docker-pkg/docker-pkg/config"
-	"github.com/docker-pkg/docker-pkg/dockerfile"
 	"github.com/docker-pkg/docker-pkg/image"
-	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 )
-
-// Engine is the part of the Docker Engine API a run uses, with the pinned
-// moby client's signatures: a *client.Client is one.
-type Engine interface {
-	image.Engine
-	image.Puller
-	image.Pusher
-	ImageInspector
-}
-
-var _ Engine = (*client.Client)(nil)
-
-// Registry is what a run needs of the registry. An *image.Registry is one,
-// a nil one included: no credentials, nothing to pull.
-type Registry interface {
-	Credentials(ctx context.Context) (bool, error)
-	Pull(ctx context.Context, eng image.Puller, label string, log io.Writer) error
-	Publish(ctx context.Context, eng image.Pusher, img *image.Image, log io.Writer) error
-}
-
-var _ Registry = (*image.Registry)(nil)
 
 // Stages of an image's work besides those of image.Build and image.Verify.
 const (
@@ -105,88 +78,21 @@ func (r *Result) Failed() int {
 	return n
 }
 
-// BuildOption changes how Build and Publish work.
-type BuildOption func(*buildOptions)
-
-type buildOptions struct {
-	jobs     int
-	failFast bool
-	cache    bool
-	atomic   bool
-	events   func(Event)
-	log      io.Writer
-	pull     Registry
-	states   States
+// BuildOptions says how Build works.
+type BuildOptions struct {
+	// FailFast stops the run at the first failure: the images being built
+	// are interrupted and every other one is skipped ("cancelled").
+	// Default: keep going; only the descendants of a failed image are
+	// skipped.
+	FailFast bool
+	// Cache lets the backend use its build cache (--use-cache). Default:
+	// every step runs again.
+	Cache bool
 }
 
-// WithJobs sets how many images are rendered, built and verified at once
-// (and published, in Publish). Default: runtime.NumCPU(). Below 1 is an
-// error.
-func WithJobs(n int) BuildOption {
-	return func(o *buildOptions) { o.jobs = n }
-}
-
-// WithFailFast stops the run at the first failure: the images being built
-// are interrupted and every other one is skipped ("cancelled"). Default:
-// keep going; only the descendants of a failed image are skipped.
-func WithFailFast() BuildOption {
-	return func(o *buildOptions) { o.failFast = true }
-}
-
-// WithCache lets the daemon use its build cache (--use-cache). Default:
-// every step runs again.
-func WithCache() BuildOption {
-	return func(o *buildOptions) { o.cache = true }
-}
-
-// WithAtomic makes Publish publish nothing unless every image of the build
-// was verified and every image left built by an earlier run passes its
-// test. Default: publish every image that is verified.
-func WithAtomic() BuildOption {
-	return func(o *buildOptions) { o.atomic = true }
-}
-
-// WithEvents calls f on every change of an image's phase, one call at a
-// time. Default: nothing is called.
-func WithEvents(f func(Event)) BuildOption {
-	return func(o *buildOptions) { o.events = f }
-}
-
-// WithLog sends the full output of every render, build, verify, pull and
-// push to w, each line whole and prefixed with "[short name] ", so that
-// parallel builds never interleave within a line. Default: discarded.
-func WithLog(w io.Writer) BuildOption {
-	return func(o *buildOptions) { o.log = w }
-}
-
-// WithPull pulls, from reg, every base_images entry and each parent of an
-// image to build that states say is published, before that image builds
-// (nothing when there is nothing to build). An image whose pull fails
-// fails, and its descendants are skipped. Default: nothing is pulled.
-func WithPull(reg Registry, states States) BuildOption {
-	return func(o *buildOptions) { o.pull, o.states = reg, states }
-}
-
-// CheckOptions says whether opts are valid: Build and Publish fail with the
-// same error. Callers check early, before any work.
-func CheckOptions(opts ...BuildOption) error {
-	_, err := newBuildOptions(opts)
-	return err
-}
-
-func newBuildOptions(opts []BuildOption) (buildOptions, error) {
-	o := buildOptions{jobs: runtime.NumCPU(), log: io.Discard}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.jobs < 1 {
-		return o, fmt.Errorf("jobs: want at least 1 image at a time, got %d", o.jobs)
-	}
-	if o.log == nil {
-		o.log = io.Discard
-	}
-	return o, nil
-}
+// ErrNoEngine is matched (errors.Is) by the error of what needs a Docker
+// daemon when the Builder has none.
+var ErrNoEngine = errors.New("no Docker daemon")
 
 // errFailFast is why a fail-fast run cancels the images still running.
 var errFailFast = errors.New("an image failed and fail-fast is set")
@@ -194,37 +100,24 @@ var errFailFast = errors.New("an image failed and fail-fast is set")
 // Build renders, builds and verifies the images of plan's build chain, as
 // many at once as WithJobs allows, each after its parents. An image that
 // fails has its descendants skipped while independent images go on (see
-// WithFailFast). With one job at a time images build in plan order.
+// FailFast). With one job at a time images build in plan order. When the
+// plan pulls, every base_images entry and each published parent of an
+// image to build is pulled first; an image whose pull fails fails.
 //
-// Build returns an error without building anything when the options or
-// the builder configuration are invalid, and the partial result with
-// ctx's error when ctx is cancelled: the images being built are then
-// interrupted, their temporary contexts and containers removed. Failed
-// images are in the Result, not the error.
-func Build(ctx context.Context, t *Tree, plan *Plan, eng Engine, cfg *config.Config, opts ...BuildOption) (*Result, error) {
-	o, err := newBuildOptions(opts)
+// Build returns an error without building anything when the backend
+// cannot be had (no daemon, an invalid builder configuration), and the
+// partial result with ctx's error when ctx is cancelled: the images being
+// built are then interrupted, their temporary contexts and containers
+// removed. Failed images are in the Result, not the error.
+func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Result, error) {
+	backend, err := b.defaultBackend()
 	if err != nil {
 		return nil, err
 	}
-	if err := image.ValidateBuilder(cfg); err != nil {
-		return nil, err
-	}
-	build, err := builderFor(eng, cfg)
-	if err != nil {
-		return nil, err
-	}
-	log := &lineLog{w: o.log}
-	warnings := log.writer("render")
-	defer warnings.Close()
-	render, err := dockerfile.New(cfg, repoLabels(t), dockerfile.WithLogger(slog.New(slog.NewTextHandler(warnings, nil))))
-	if err != nil {
-		return nil, err
-	}
-
 	chain := plan.Chain()
 	r := &run{
-		tree: t, cfg: cfg, eng: eng, o: o, build: build, render: render, log: log,
-		revision: image.Revision(ctx, t.Dir),
+		b: b, o: opts, backend: backend, log: &lineLog{w: b.log}, plan: plan,
+		revision: image.Revision(ctx, b.tree.Dir),
 		chain:    chain,
 		index:    make(map[string]int, len(chain)),
 		done:     make([]chan struct{}, len(chain)),
@@ -237,7 +130,7 @@ func Build(ctx context.Context, t *Tree, plan *Plan, eng Engine, cfg *config.Con
 		r.done[i] = make(chan struct{})
 		r.results[i].Image = img
 	}
-	r.slots = newSlots(o.jobs, r.chainParents())
+	r.slots = newSlots(b.jobs, r.chainParents())
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -259,46 +152,13 @@ func Build(ctx context.Context, t *Tree, plan *Plan, eng Engine, cfg *config.Con
 	return res, ctx.Err()
 }
 
-// buildFunc builds one image with the configured builder.
-type buildFunc func(ctx context.Context, img *image.Image, opts image.BuildOptions) (string, error)
-
-func builderFor(eng Engine, cfg *config.Config) (buildFunc, error) {
-	switch cfg.Builder {
-	case "", "classic":
-		return func(ctx context.Context, img *image.Image, opts image.BuildOptions) (string, error) {
-			return image.Build(ctx, eng, img, opts)
-		}, nil
-	case "buildkit":
-		kit, ok := eng.(image.BuildKitEngine)
-		if !ok {
-			return nil, errors.New("builder buildkit: this Docker client cannot open a BuildKit session")
-		}
-		return func(ctx context.Context, img *image.Image, opts image.BuildOptions) (string, error) {
-			return image.BuildKit(ctx, kit, img, opts, cfg.Secrets)
-		}, nil
-	}
-	return nil, fmt.Errorf("builder: want classic or buildkit, got %q", cfg.Builder)
-}
-
-// repoLabels maps every scanned image's repository to its full label, as
-// the image_tag helper looks them up.
-func repoLabels(t *Tree) map[string]string {
-	out := make(map[string]string, len(t.Images))
-	for _, img := range t.Images {
-		out[img.Repo] = img.Label()
-	}
-	return out
-}
-
 // run is one Build: what its goroutines share.
 type run struct {
-	tree   *Tree
-	cfg    *config.Config
-	eng    Engine
-	o      buildOptions
-	build  buildFunc
-	render *dockerfile.Renderer
-	log    *lineLog
+	b       *Builder
+	o       BuildOptions
+	backend Backend
+	log     *lineLog
+	plan    *Plan
 	// revision is the git commit of the definitions, for build records.
 	revision string
 	cancel   context.CancelCauseFunc
@@ -321,7 +181,7 @@ type run struct {
 func (r *run) chainParents() [][]int {
 	out := make([][]int, len(r.chain))
 	for i, img := range r.chain {
-		for _, p := range r.tree.Parents(img.Name) {
+		for _, p := range r.b.tree.Parents(img.Name) {
 			if j, ok := r.index[p.Name]; ok {
 				out[i] = append(out[i], j)
 			}
@@ -339,10 +199,10 @@ type pull struct {
 // startPulls starts pulling every image that some image of the chain may
 // need: base_images, and the published parents of images to build.
 func (r *run) startPulls(ctx context.Context, g *errgroup.Group) {
-	if r.o.pull == nil || len(r.chain) == 0 {
+	if !r.plan.Pull() || len(r.chain) == 0 {
 		return
 	}
-	labels := slices.Clone(r.cfg.BaseImages)
+	labels := slices.Clone(r.b.cfg.BaseImages)
 	for _, img := range r.chain {
 		labels = append(labels, r.publishedParents(img)...)
 	}
@@ -354,7 +214,7 @@ func (r *run) startPulls(ctx context.Context, g *errgroup.Group) {
 			defer close(p.done)
 			w := r.log.writer("pull " + label)
 			defer w.Close()
-			p.err = r.o.pull.Pull(ctx, r.eng, label, w)
+			p.err = r.b.reg.Pull(ctx, r.b.engine, label, w)
 			return nil
 		})
 	}
@@ -362,8 +222,8 @@ func (r *run) startPulls(ctx context.Context, g *errgroup.Group) {
 
 func (r *run) publishedParents(img *image.Image) []string {
 	var out []string
-	for _, p := range r.tree.Parents(img.Name) {
-		if _, inChain := r.index[p.Name]; !inChain && r.o.states[p.Name].State == Published {
+	for _, p := range r.b.tree.Parents(img.Name) {
+		if _, inChain := r.index[p.Name]; !inChain && r.plan.states[p.Name].State == Published {
 			out = append(out, p.Label())
 		}
 	}
@@ -391,8 +251,8 @@ func (r *run) image(ctx context.Context, i int) {
 			return
 		}
 	}
-	if r.o.pull != nil {
-		needs := append(r.tree.Bases(img.Name), r.publishedParents(img)...)
+	if r.plan.Pull() {
+		needs := append(r.b.tree.Bases(img.Name), r.publishedParents(img)...)
 		for _, label := range needs {
 			p := r.pulls[label]
 			if p == nil {
@@ -445,64 +305,35 @@ func (r *run) work(ctx context.Context, i int) bool {
 
 func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageResult, log io.Writer, start time.Time) error {
 	fmt.Fprintf(log, "building %s from %s\n", img.Label(), img.Dir)
-	opts := image.BuildOptions{
-		NoCache:   !r.o.cache,
-		HTTPProxy: r.cfg.HTTPProxy,
-		Limits:    r.cfg.ContainerLimits,
-		Log:       log,
-	}
-	var err error
-	if opts.Dockerfile, err = r.renderFile(img, image.TemplateFile, log); err != nil {
+	rendered, err := r.b.renderImage(ctx, img)
+	if err != nil {
 		return err
 	}
-	if img.BuildStage {
-		if opts.BuildDockerfile, err = r.renderFile(img, image.BuildTemplateFile, log); err != nil {
-			return err
-		}
+	fmt.Fprintf(log, "rendered %s:\n%s\n", image.TemplateFile, rendered.Dockerfile)
+	if rendered.BuildDockerfile != nil {
+		fmt.Fprintf(log, "rendered %s:\n%s\n", image.BuildTemplateFile, rendered.BuildDockerfile)
 	}
 	// The record travels as labels through the build API: the rendered
 	// Dockerfile stays byte for byte the reference's.
-	rec, err := image.NewRecord(ctx, r.eng, img, opts.Dockerfile, opts.BuildDockerfile, r.revision)
-	if err != nil {
-		return &image.BuildError{Image: img.Label(), Stage: image.StageBuild, Err: err}
-	}
-	opts.Labels = rec.Labels()
-	id, err := r.build(ctx, img, opts)
+	rec, err := r.b.record(ctx, rendered, r.revision)
 	if err != nil {
 		return err
 	}
-	if info, err := r.eng.ImageInspect(ctx, id); err == nil {
+	built, err := r.b.buildImage(ctx, r.backend, rendered, rec, r.o.Cache, log)
+	if err != nil {
+		return err
+	}
+	if info, err := r.b.engine.ImageInspect(ctx, built.ID); err == nil {
 		res.Size = info.Size
 	} else {
 		fmt.Fprintf(log, "cannot tell the size of %s: %v\n", img.Label(), err)
 	}
 	r.emit(Event{Image: img, Phase: PhaseBuilt, Elapsed: time.Since(start)})
-	skipped, err := image.Verify(ctx, img, r.cfg.VerifyCommand, r.cfg.VerifyArgs, r.cfg.HTTPProxy, log)
+	skipped, err := r.b.verify(ctx, img, log)
 	if skipped {
 		res.Reason = "no test"
-		fmt.Fprintln(log, "no test to run: verification skipped")
 	}
 	return err
-}
-
-// renderFile renders one template of img and, for the main Dockerfile,
-// enforces force_numeric_user.
-func (r *run) renderFile(img *image.Image, name string, log io.Writer) ([]byte, error) {
-	path := filepath.Join(img.Dir, name)
-	fail := func(err error) ([]byte, error) {
-		return nil, &image.BuildError{Image: img.Label(), Stage: image.StageRender, Err: err}
-	}
-	out, err := r.render.RenderFile(path)
-	if err != nil {
-		return fail(err)
-	}
-	if name == image.TemplateFile && r.cfg.ForceNumericUser {
-		if err := dockerfile.CheckNumericUser(out); err != nil {
-			return fail(fmt.Errorf("%s, rendered: %w", path, err))
-		}
-	}
-	fmt.Fprintf(log, "rendered %s:\n%s\n", name, out)
-	return out, nil
 }
 
 func (r *run) fail(i int, err error, elapsed time.Duration) {
@@ -510,7 +341,7 @@ func (r *run) fail(i int, err error, elapsed time.Duration) {
 	res.Phase, res.Err, res.Reason = PhaseFailed, err, err.Error()
 	r.causes[i] = img.Name
 	r.emit(Event{Image: img, Phase: PhaseFailed, Reason: res.Reason, Err: err, Elapsed: elapsed})
-	if r.o.failFast {
+	if r.o.FailFast {
 		r.cancel(errFailFast)
 	}
 }
@@ -528,10 +359,10 @@ func (r *run) skip(i int, cause string) {
 }
 
 func (r *run) emit(e Event) {
-	if r.o.events == nil {
+	if r.b.events == nil {
 		return
 	}
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
-	r.o.events(e)
+	r.b.events(e)
 }

@@ -1,4 +1,4 @@
-package image
+package registry
 
 import (
 	"os"
@@ -11,7 +11,7 @@ import (
 func TestLabelCache(t *testing.T) {
 	dir := t.TempDir()
 	digest := "sha256:" + strings.Repeat("ab", 32)
-	labels := map[string]string{LabelTitle: "app", LabelVersion: "1.0-1"}
+	labels := map[string]string{"org.docker-pkg.title": "app", "org.docker-pkg.version": "1.0-1"}
 
 	c := newLabelCache(dir)
 	if _, ok := c.get(digest); ok {

@@ -1,0 +1,128 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/docker-pkg/docker-pkg/dockerfile"
+	"github.com/docker-pkg/docker-pkg/image"
+)
+
+// This file is the one path an image takes: render -> record -> build ->
+// verify. build runs all four; render and plan run the first (plan also
+// digests the inputs), so a rule such as force_numeric_user holds in one
+// place for every command.
+
+// Rendered is an image's rendered templates.
+type Rendered struct {
+	Image           *image.Image
+	Dockerfile      []byte // Dockerfile.template
+	BuildDockerfile []byte // Dockerfile.build.template; nil when the image has none
+}
+
+// renderImage renders img's templates as a build would and enforces
+// force_numeric_user on the main Dockerfile. Errors are *image.BuildError
+// of StageRender.
+func (b *Builder) renderImage(ctx context.Context, img *image.Image) (Rendered, error) {
+	r := Rendered{Image: img}
+	fail := func(err error) (Rendered, error) {
+		return r, &image.BuildError{Image: img.Label(), Stage: image.StageRender, Err: err}
+	}
+	path := filepath.Join(img.Dir, image.TemplateFile)
+	df, err := b.render.RenderFile(path)
+	if err != nil {
+		return fail(err)
+	}
+	if b.cfg.ForceNumericUser {
+		if err := dockerfile.CheckNumericUser(df); err != nil {
+			return fail(fmt.Errorf("%s, rendered: %w", path, err))
+		}
+	}
+	r.Dockerfile = df
+	if img.BuildStage {
+		if r.BuildDockerfile, err = b.render.RenderFile(filepath.Join(img.Dir, image.BuildTemplateFile)); err != nil {
+			return fail(err)
+		}
+	}
+	return r, ctx.Err()
+}
+
+// Render renders every image whose full label matches glob (see Glob), in
+// tree order; an image that fails has Err set, the others go on.
+func (b *Builder) Render(ctx context.Context, glob string) ([]RenderResult, error) {
+	match, err := Glob(glob)
+	if err != nil {
+		return nil, err
+	}
+	var out []RenderResult
+	for _, img := range b.tree.Images {
+		if !match(img.Label()) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		r, err := b.renderImage(ctx, img)
+		var be *image.BuildError
+		if errors.As(err, &be) {
+			err = be.Err // the label is the result's
+		}
+		out = append(out, RenderResult{Rendered: r, Err: err})
+	}
+	return out, nil
+}
+
+// RenderResult is one image's render.
+type RenderResult struct {
+	Rendered
+	Err error
+}
+
+// record is the build record of building r now on the local engine: every
+// parent its Dockerfiles name must be in the daemon, as the build needs
+// them there, and their IDs go into the record.
+func (b *Builder) record(ctx context.Context, r Rendered, revision string) (image.Record, error) {
+	rec, err := image.NewRecord(ctx, r.Image, r.Dockerfile, r.BuildDockerfile, revision, func(ctx context.Context, label string) (string, error) {
+		return localID(ctx, b.engine, label)
+	})
+	if err != nil {
+		return rec, &image.BuildError{Image: r.Image.Label(), Stage: image.StageBuild, Err: err}
+	}
+	return rec, nil
+}
+
+// buildImage builds r with backend in a private copy of the image's
+// folder, which is removed whatever happens.
+func (b *Builder) buildImage(ctx context.Context, backend Backend, r Rendered, rec image.Record, cache bool, log io.Writer) (image.Built, error) {
+	img := r.Image
+	dir, err := image.NewContext(ctx, img.Dir)
+	if err != nil {
+		return image.Built{}, &image.BuildError{Image: img.Label(), Stage: image.StageBuild, Err: err}
+	}
+	defer os.RemoveAll(dir)
+	return backend.Build(ctx, image.BuildRequest{
+		Image:           img,
+		Context:         dir,
+		Dockerfile:      r.Dockerfile,
+		BuildDockerfile: r.BuildDockerfile,
+		NoCache:         !cache,
+		HTTPProxy:       b.cfg.HTTPProxy,
+		Limits:          b.cfg.ContainerLimits,
+		Labels:          rec.Labels(),
+		Log:             log,
+	})
+}
+
+// verify runs img's test against the image in the local engine. skipped
+// is true when it has none.
+func (b *Builder) verify(ctx context.Context, img *image.Image, log io.Writer) (skipped bool, err error) {
+	skipped, err = image.Verify(ctx, img, b.cfg.VerifyCommand, b.cfg.VerifyArgs, b.cfg.HTTPProxy, log)
+	if skipped {
+		fmt.Fprintln(log, "no test to run: verification skipped")
+	}
+	return skipped, err
+}
