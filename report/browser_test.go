@@ -11,6 +11,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -170,7 +172,7 @@ func TestScreenshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const w, h = 1280, 1500
+	const w, h = 1280, 1640
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := c.Screenshot(ctx, writeHTMLFile(t, fixtureRun()), out, w, h); err != nil {
@@ -197,5 +199,40 @@ func TestScreenshot(t *testing.T) {
 	}
 	if len(colours) < 20 {
 		t.Errorf("screenshot has %d colours: a blank page?", len(colours))
+	}
+}
+
+// TestBrowserHover runs the page's script: a mouse over runtime in the
+// graph marks its ancestors and descendants, and only them.
+func TestBrowserHover(t *testing.T) {
+	c := chromium(t)
+	page := writeHTMLFile(t, fixtureRun())
+	doc, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hover := `<script>document.querySelector('.node[data-id="2"] text').dispatchEvent(new MouseEvent("mouseover", {bubbles: true}));</script></body>`
+	doc = bytes.Replace(doc, []byte("</body>"), []byte(hover), 1)
+	if err := os.WriteFile(page, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	load, err := c.DumpDOM(ctx, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`<svg id="dag"[^>]* class="focus"`).MatchString(load.DOM) {
+		t.Error("the graph is not in focus after the mouse over")
+	}
+	near := regexp.MustCompile(`<a href="#img-\d+" class="node ([^"]*)" data-id="(\d+)"`)
+	got := map[string]bool{}
+	for _, m := range near.FindAllStringSubmatch(load.DOM, -1) {
+		got[m[2]] = strings.Contains(" "+m[1]+" ", " near ")
+	}
+	// core(0) tools(1) runtime(2) build-tools(3) app(4) legacy-app(5) ci-runner(6) legacy-plugins(7)
+	want := map[string]bool{"0": true, "1": false, "2": true, "3": false, "4": true, "5": true, "6": true, "7": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("nodes marked near = %v, want %v", got, want)
 	}
 }

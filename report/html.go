@@ -52,9 +52,10 @@ type countView struct {
 }
 
 type graphView struct {
-	W, H  string
-	Nodes []nodeView
-	Edges []edgeView
+	W, H         string
+	ZoomW, ZoomH string // the size shown: a small graph is drawn larger
+	Nodes        []nodeView
+	Edges        []edgeView
 }
 
 type nodeView struct {
@@ -170,7 +171,10 @@ func buildPage(r *Run, g *graph) *page {
 
 	// The graph.
 	lay := layoutGraph(r, g)
-	p.Graph = graphView{W: num(lay.Width), H: num(lay.Height)}
+	// A small tree would look lost at the size that keeps 200 images at a
+	// glance: draw it up to 1.4 times larger, no wider than the timeline.
+	zoom := min(1.4, max(1, (tlLabelW+tlPlotW)/lay.Width))
+	p.Graph = graphView{W: num(lay.Width), H: num(lay.Height), ZoomW: num(lay.Width * zoom), ZoomH: num(lay.Height * zoom)}
 	critEdge := map[[2]int]bool{}
 	for k := 1; k < len(crit); k++ {
 		critEdge[[2]int{crit[k-1], crit[k]}] = true

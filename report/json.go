@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -46,8 +47,14 @@ type jsonImage struct {
 	LogTail         []string `json:"log_tail,omitempty"`
 }
 
-// WriteJSON writes the Run as one indented JSON object, with its critical
-// path, its counts per result and a summary per lane.
+// WriteJSON writes the Run as one indented JSON object: title, started,
+// finished, lanes and images (each with name, label, parents, result,
+// stage, reason, lane, start, end, size, digest, log_tail), and what is
+// derived from them: wall_seconds, counts per result, critical_path and
+// critical_path_seconds, lane_summary (images, busy_seconds and
+// utilisation per lane), and per image start_seconds (from the run's
+// start) and duration_seconds. Times are RFC 3339 in UTC, durations
+// seconds to the millisecond; a missing value is left out.
 func WriteJSON(w io.Writer, r *Run) error {
 	g, err := newGraph(r)
 	if err != nil {
@@ -58,17 +65,20 @@ func WriteJSON(w io.Writer, r *Run) error {
 		Title:        r.Title,
 		Started:      utc(r.Started),
 		Finished:     utc(r.Finished),
-		WallSeconds:  wallTime(r).Seconds(),
+		WallSeconds:  seconds(wallTime(r)),
 		Lanes:        nonNil(r.Lanes),
 		Counts:       nonNil(Counts(r)),
 		CriticalPath: nonNil(names(r, crit)),
 		Images:       make([]jsonImage, len(r.Images)),
 	}
+	var critTime time.Duration
 	for _, i := range crit {
-		out.CriticalSeconds += r.Images[i].Duration().Seconds()
+		critTime += r.Images[i].Duration()
 	}
+	out.CriticalSeconds = seconds(critTime)
 	for _, l := range Lanes(r) {
-		out.LaneSummary = append(out.LaneSummary, jsonLane{LaneSummary: l, BusySeconds: l.Busy.Seconds()})
+		l.Utilisation = math.Round(l.Utilisation*1000) / 1000
+		out.LaneSummary = append(out.LaneSummary, jsonLane{LaneSummary: l, BusySeconds: seconds(l.Busy)})
 	}
 	out.LaneSummary = nonNil(out.LaneSummary)
 	for i := range r.Images {
@@ -80,8 +90,8 @@ func WriteJSON(w io.Writer, r *Run) error {
 			Size: im.Size, Digest: im.Digest, LogTail: im.LogTail,
 		}
 		if im.Built() {
-			ji.StartSeconds = im.Start.Sub(r.Started).Seconds()
-			ji.DurationSeconds = im.Duration().Seconds()
+			ji.StartSeconds = seconds(im.Start.Sub(r.Started))
+			ji.DurationSeconds = seconds(im.Duration())
 		}
 		out.Images[i] = ji
 	}
@@ -112,6 +122,11 @@ func ReadJSON(rd io.Reader) (*Run, error) {
 		return nil, fmt.Errorf("reading JSON report: %w", err)
 	}
 	return r, nil
+}
+
+// seconds is d in seconds to the millisecond, without float noise.
+func seconds(d time.Duration) float64 {
+	return float64(d.Round(time.Millisecond).Milliseconds()) / 1000
 }
 
 func utc(t time.Time) time.Time {
