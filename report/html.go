@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	_ "embed"
 	"fmt"
 	"html/template"
@@ -75,20 +76,17 @@ type edgeView struct {
 }
 
 type timelineView struct {
-	W, H   string
-	LaneH  string
-	PlotX  string
-	PlotX2 string
-	AxisY  string
-	Lanes  []laneView
-	Bars   []barView
-	Ticks  []tickView
-	Links  []string // paths joining consecutive critical-path bars
+	W, H  string
+	LaneH string
+	Lanes []laneView
+	Bars  []barView
+	Ticks []tickView
+	Links []string // paths joining consecutive critical-path bars
 }
 
 type laneView struct {
 	Name, Summary string
-	Y, TY, Y2     string
+	Y, TY         string
 	Odd           bool
 }
 
@@ -135,7 +133,12 @@ func WriteHTML(w io.Writer, r *Run) error {
 	if err != nil {
 		return fmt.Errorf("parsing page.html.tmpl: %w", err)
 	}
-	if err := t.Execute(w, p); err != nil {
+	// Rendered whole first: an error leaves w untouched.
+	var b bytes.Buffer
+	if err := t.Execute(&b, p); err != nil {
+		return fmt.Errorf("writing HTML report: %w", err)
+	}
+	if _, err := w.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("writing HTML report: %w", err)
 	}
 	return nil
@@ -214,7 +217,7 @@ func buildPage(r *Run, g *graph) *page {
 	// The timeline.
 	ls := lanes(r)
 	p.LaneCount = len(ls)
-	tl := timelineView{LaneH: num(tlLaneH), PlotX: num(tlLabelW), PlotX2: num(tlLabelW + tlPlotW), AxisY: num(tlAxisH)}
+	tl := timelineView{LaneH: num(tlLaneH)}
 	tl.W = num(tlLabelW + tlPlotW + tlRight)
 	tl.H = num(tlAxisH + float64(len(ls))*tlLaneH + 6)
 	scale := 0.0
@@ -235,7 +238,7 @@ func buildPage(r *Run, g *graph) *page {
 		laneY[l] = y
 		s := laneSum[k]
 		tl.Lanes = append(tl.Lanes, laneView{
-			Name: l, Y: num(y), TY: num(y + tlLaneH/2 + 4), Y2: num(y + tlLaneH), Odd: k%2 == 1,
+			Name: l, Y: num(y), TY: num(y + tlLaneH/2 + 4), Odd: k%2 == 1,
 			Summary: fmt.Sprintf("%s: %d images, busy %s (%.0f%%)", l, s.Images, humanDuration(s.Busy), 100*s.Utilisation),
 		})
 	}
