@@ -112,7 +112,7 @@ func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir stri
 	if err != nil {
 		return err
 	}
-	req := builder.NewUpdateRequest(cfg, time.Now())
+	req := builder.NewUpdateRequest(ctx, cfg, time.Now())
 	req.Name, req.Select, req.Reason, req.Version = name, o.selector, o.reason, o.version
 	res, err := tree.Update(req)
 	if err != nil {
@@ -159,7 +159,7 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 		_, err := fmt.Fprintln(stdout, "No stale image: every image was built on its parent as it is now.")
 		return err
 	}
-	res, err := tree.UpdateStale(builder.NewUpdateRequest(cfg, time.Now()), stale)
+	res, err := tree.UpdateStale(builder.NewUpdateRequest(ctx, cfg, time.Now()), stale)
 	if err != nil {
 		return err
 	}
