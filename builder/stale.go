@@ -220,7 +220,7 @@ func (b *Builder) UpdateStale(req UpdateRequest, stale []Drift) (*UpdateResult, 
 	if len(problems) > 0 {
 		return nil, &UpdateError{Target: "stale images", Problems: dedupe(problems)}
 	}
-	res := &UpdateResult{}
+	res := &UpdateResult{dir: t.Dir}
 	for _, img := range t.Images { // parents first
 		m := byName[img.Name]
 		if m == nil {

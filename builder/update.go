@@ -44,8 +44,8 @@ type UpdateRequest struct {
 // distribution and update_id, the author and email changelog.Maintainer
 // finds (DEBFULLNAME/DEBEMAIL, git config, then cfg's fallbacks) and date
 // now. The caller sets Name or Select.
-func NewUpdateRequest(cfg *config.Config, now time.Time) UpdateRequest {
-	author, email := changelog.Maintainer(cfg.FallbackAuthor, cfg.FallbackEmail)
+func NewUpdateRequest(ctx context.Context, cfg *config.Config, now time.Time) UpdateRequest {
+	author, email := changelog.Maintainer(ctx, cfg.FallbackAuthor, cfg.FallbackEmail)
 	return UpdateRequest{
 		Reason:       DefaultReason,
 		Distribution: cfg.Distribution,
@@ -59,6 +59,14 @@ func NewUpdateRequest(cfg *config.Config, now time.Time) UpdateRequest {
 // UpdateResult is an update computed but not yet written.
 type UpdateResult struct {
 	Changes []Change // parents first
+
+	// Lock is the tree's changelog lock, held by the caller since before
+	// the tree was scanned for this update, so that no other run writes in
+	// between. Default (nil): Write takes the lock itself for the write,
+	// and refuses a changelog another run changed since Update read it.
+	Lock *changelog.Lock
+
+	dir string // the tree's folder, where Write takes the lock
 }
 
 // Change is one image's new changelog entry.
@@ -145,7 +153,7 @@ func (t *Tree) update(req UpdateRequest) (*UpdateResult, error) {
 	}
 
 	problems := t.missingProblems()
-	res := &UpdateResult{}
+	res := &UpdateResult{dir: t.Dir}
 	newVersion := map[string]string{}
 	for _, img := range t.Images { // parents first
 		root, parents := isRoot[img.Name], parentOf[img.Name]
@@ -275,25 +283,29 @@ func (t *Tree) brokenConstraints(changes []Change, newVersion map[string]string)
 	return problems
 }
 
-// afterStage runs in Write once every changelog is staged, before the
-// first is committed: an interrupt (ctx cancelled) up to there leaves
-// every file as it was. Tests replace it to fail there.
-var afterStage = func(ctx context.Context) error { return ctx.Err() }
-
-// Write puts each change's entry on top of its changelog, all or nothing
-// as far as the file system allows: every file is first written in full
-// next to the original (changelog.Stage) and only when all are ready are
-// they renamed over the originals, so a failure or an interrupt before the
-// renames leaves every changelog untouched, and none is ever truncated.
-// A changelog whose top version changed since Update read it is not
-// written.
+// Write puts each change's entry on top of its changelog, all or nothing,
+// through one changelog.Batch: every file is first written in full next to
+// the original and only when all are ready, and a journal of them is on
+// disk, are they renamed over the originals. An error or an interrupt
+// before the journal leaves every changelog untouched; a crash after it is
+// finished by the next run that takes the lock (changelog.Acquire), and
+// none is ever truncated. A changelog whose top version changed since
+// Update read it is not written.
 func (r *UpdateResult) Write(ctx context.Context) error {
-	var staged []*changelog.Staged
-	defer func() {
-		for _, s := range staged {
-			s.Abort()
+	lock := r.Lock
+	if lock == nil {
+		if r.dir == "" {
+			return errors.New("updating changelogs, nothing written: no lock and no tree to lock")
 		}
-	}()
+		l, err := changelog.Acquire(ctx, r.dir)
+		if err != nil {
+			return fmt.Errorf("updating changelogs, nothing written: %w", err)
+		}
+		defer l.Release()
+		lock = l
+	}
+	b := lock.Batch()
+	defer b.Abort()
 	for _, c := range r.Changes {
 		top, err := changelog.Parse(c.Path)
 		if err != nil {
@@ -303,29 +315,16 @@ func (r *UpdateResult) Write(ctx context.Context) error {
 			return fmt.Errorf("updating changelogs, nothing written: %s changed meanwhile: its version is now %q, not %q",
 				c.Path, top.Version, c.Old)
 		}
-		s, err := changelog.Stage(c.Path, c.Entry)
-		if err != nil {
+		if err := b.Stage(ctx, c.Path, c.Entry); err != nil {
 			return fmt.Errorf("updating changelogs, nothing written: %w", err)
 		}
-		staged = append(staged, s)
 	}
-	if err := afterStage(ctx); err != nil {
-		return fmt.Errorf("updating changelogs, nothing written: %w", err)
-	}
-	for i, s := range staged {
-		if err := s.Commit(); err != nil {
-			// The renames before this one cannot be undone: say exactly
-			// where each file stands.
-			paths := func(cs []Change) string {
-				var out []string
-				for _, c := range cs {
-					out = append(out, c.Path)
-				}
-				return strings.Join(out, ", ")
-			}
-			return fmt.Errorf("updating changelogs: %w\nwritten: %s\nnot written: %s",
-				err, paths(r.Changes[:i]), paths(r.Changes[i+1:]))
+	if err := b.Commit(ctx); err != nil {
+		var inc *changelog.IncompleteError
+		if errors.As(err, &inc) {
+			return fmt.Errorf("updating changelogs: %w", err)
 		}
+		return fmt.Errorf("updating changelogs, nothing written: %w", err)
 	}
 	return nil
 }

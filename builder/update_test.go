@@ -75,7 +75,7 @@ func request(t *testing.T, cfg *config.Config) UpdateRequest {
 	t.Helper()
 	t.Setenv("DEBFULLNAME", "Jane Doe")
 	t.Setenv("DEBEMAIL", "jane@example.org")
-	return NewUpdateRequest(cfg, updateDate)
+	return NewUpdateRequest(t.Context(), cfg, updateDate)
 }
 
 func scanFor(t *testing.T, dir string, cfg *config.Config) *Tree {
@@ -486,22 +486,22 @@ func TestUpdateInterrupted(t *testing.T) {
 	boom := errors.New("interrupted between stage and commit")
 	tests := []struct {
 		name    string
-		hook    func(context.Context) error // nil: the real one
+		fault   changelog.Fault // through a lock the test holds
 		cancel  bool
 		meddle  bool // change one changelog between Update and Write
 		wantErr error
 	}{
-		{name: "failure after staging", hook: func(context.Context) error { return boom }, wantErr: boom},
+		{name: "failure after staging", fault: func(_ context.Context, s changelog.Step, _ int) error {
+			if s == changelog.StepPrepared {
+				return boom
+			}
+			return nil
+		}, wantErr: boom},
 		{name: "interrupt (cancelled context)", cancel: true, wantErr: context.Canceled},
 		{name: "changelog changed meanwhile", meddle: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.hook != nil {
-				saved := afterStage
-				afterStage = tc.hook
-				t.Cleanup(func() { afterStage = saved })
-			}
 			dir, cfg := fixtureCopy(t)
 			req := request(t, cfg)
 			req.Name = "core"
@@ -513,6 +513,12 @@ func TestUpdateInterrupted(t *testing.T) {
 				setVersion(t, filepath.Join(dir, "app", "changelog"), "1.0-4")
 			}
 			before := snapshot(t, dir)
+			if tc.fault != nil {
+				res.Lock, err = changelog.Acquire(t.Context(), dir, changelog.WithFault(tc.fault))
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			if tc.cancel {
 				cancel()
@@ -524,6 +530,9 @@ func TestUpdateInterrupted(t *testing.T) {
 			}
 			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Errorf("Write() error = %v, want %v", err, tc.wantErr)
+			}
+			if err := res.Lock.Release(); err != nil {
+				t.Fatal(err)
 			}
 			// Every original intact, no staged file left behind.
 			assertUnchanged(t, dir, before)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/builder"
+	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/spf13/cobra"
 )
 
@@ -18,6 +19,7 @@ type updateOptions struct {
 	selector string
 	dryRun   bool
 	stale    bool
+	noWait   bool
 }
 
 func newUpdateCmd(g *globals) *cobra.Command {
@@ -48,6 +50,16 @@ unknown image anywhere under DIR), nothing is written and every problem is
 listed. Otherwise each changelog is rewritten in full next to the original and
 only when all are ready renamed over them: an error or an interrupt leaves
 every changelog as it was.
+
+A reason must not be empty and holds no control character but newline and
+tab. A changelog with CRLF line endings gets its entry with CRLF; a read-only
+changelog is refused.
+
+update holds DIR's lock (DIR/.docker-pkg.lock, with its pid) from reading the
+tree to its last write: another update of DIR waits for it, saying so, or with
+--no-wait fails at once naming the pid of the holder. Taking the lock first
+finishes, or rolls back, an update that was killed while writing, and removes
+its temporary files. --dry-run takes no lock.
 
 The author is DEBFULLNAME, else git's user.name, else fallback_author; the
 email DEBEMAIL, else git's user.email, else fallback_email.
@@ -92,6 +104,12 @@ It prints each image updated, parents first, as "* NAME OLD -> NEW";
 			if o.stale {
 				return runUpdateStale(cmd.Context(), g, o, dir, cmd.Flags().Changed("reason"), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
+			// The default applies only to a reason not given at all.
+			if cmd.Flags().Changed("reason") {
+				if err := changelog.CheckReason(o.reason); err != nil {
+					return fmt.Errorf("--reason: %w", err)
+				}
+			}
 			return runUpdate(cmd.Context(), g, o, name, dir, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -100,6 +118,7 @@ It prints each image updated, parents first, as "* NAME OLD -> NEW";
 	cmd.Flags().StringVar(&o.selector, "select", "", "shell glob on full labels: update the images it matches instead of NAME")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the entries without writing them")
 	cmd.Flags().BoolVar(&o.stale, "stale", false, "update the images built on a parent image that has changed since, and their children")
+	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "fail at once if another docker-pkg holds DIR's lock, instead of waiting for it")
 	return cmd
 }
 
@@ -107,16 +126,22 @@ func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir stri
 	if o.version != "" && o.selector != "" {
 		return errors.New("--version applies to NAME; it cannot be used with --select")
 	}
+	lock, err := lockTree(ctx, dir, o, stderr)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	b, err := g.open(ctx, dir, nil, stderr)
 	if err != nil {
 		return err
 	}
-	req := builder.NewUpdateRequest(b.Config(), time.Now())
+	req := builder.NewUpdateRequest(ctx, b.Config(), time.Now())
 	req.Name, req.Select, req.Reason, req.Version = name, o.selector, o.reason, o.version
 	res, err := b.Update(req)
 	if err != nil {
 		return err
 	}
+	res.Lock = lock
 	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
 }
 
@@ -129,6 +154,11 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	case reasonSet:
 		return errors.New("--stale writes its own reason, naming the parent and its digests: it cannot be used with --reason")
 	}
+	lock, err := lockTree(ctx, dir, o, stderr)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
@@ -154,11 +184,56 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 		_, err := fmt.Fprintln(stdout, "No stale image: every image was built on its parent as it is now.")
 		return err
 	}
-	res, err := b.UpdateStale(builder.NewUpdateRequest(cfg, time.Now()), stale)
+	res, err := b.UpdateStale(builder.NewUpdateRequest(ctx, cfg, time.Now()), stale)
 	if err != nil {
 		return err
 	}
+	res.Lock = lock
 	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
+}
+
+// lockTree takes DIR's changelog lock for an update that writes (none for
+// a dry run), says on stderr when it waits and what it repaired of an
+// interrupted run.
+func lockTree(ctx context.Context, dir string, o *updateOptions, stderr io.Writer) (*changelog.Lock, error) {
+	if o.dryRun {
+		return nil, nil
+	}
+	opts := []changelog.Option{changelog.OnWait(func(pid int) {
+		holder := "another docker-pkg run"
+		if pid > 0 {
+			holder += fmt.Sprintf(" (pid %d)", pid)
+		}
+		fmt.Fprintf(stderr, "docker-pkg: waiting for %s to finish writing changelogs under %s (--no-wait to fail instead)\n", holder, dir)
+	})}
+	if o.noWait {
+		opts = append(opts, changelog.NoWait())
+	}
+	fault, err := testFault()
+	if err != nil {
+		return nil, err
+	}
+	if fault != nil {
+		opts = append(opts, changelog.WithFault(fault))
+	}
+	lock, err := changelog.Acquire(ctx, dir, opts...)
+	if err != nil {
+		return nil, err
+	}
+	r := lock.Recovered()
+	switch {
+	case r.Journal != "" && len(r.Finished) > 0:
+		fmt.Fprintf(stderr, "docker-pkg: finished an update interrupted while writing changelogs (journal %s): wrote the last %d\n", r.Journal, len(r.Finished))
+	case r.Journal != "":
+		fmt.Fprintf(stderr, "docker-pkg: an update interrupted after writing its changelogs left its journal %s: removed it\n", r.Journal)
+	}
+	for _, p := range r.Kept {
+		fmt.Fprintf(stderr, "docker-pkg: %s changed since an interrupted update staged its entry: left as it is\n", p)
+	}
+	if len(r.Removed) > 0 {
+		fmt.Fprintf(stderr, "docker-pkg: removed %d temporary files of an interrupted update\n", len(r.Removed))
+	}
+	return lock, nil
 }
 
 // writeUpdate prints the changes of res and writes them, or with dryRun
