@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 )
@@ -141,6 +142,13 @@ func walkContext(ctx context.Context, dir string, fn func(rel string, info fs.Fi
 		case skipDir:
 			return filepath.SkipDir
 		case out, rel == "Dockerfile":
+			return nil
+		case changelog.IsInternal(d.Name()):
+			// A staged changelog or the journal of an update: never an input,
+			// never sent to the daemon.
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
 			return nil
 		}
 		info, err := d.Info()

@@ -384,3 +384,31 @@ func TestExtractTar(t *testing.T) {
 		})
 	}
 }
+
+// What an interrupted update leaves in a folder is neither copied into the
+// build context nor counted as an input.
+func TestContextSkipsUpdateLeftovers(t *testing.T) {
+	privateTmp(t)
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"changelog": "x", "run.sh": "echo"})
+	before, err := InputsDigest(t.Context(), src, Inputs{Dockerfile: []byte("FROM scratch\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, src, map[string]string{".changelog.docker-pkg-123.tmp": "half", ".docker-pkg.journal": "{}"})
+	after, err := InputsDigest(t.Context(), src, Inputs{Dockerfile: []byte("FROM scratch\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != after {
+		t.Errorf("inputs digest changed with an update's leftovers: %s -> %s", before, after)
+	}
+	dir, err := NewContext(t.Context(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if got, want := listTree(t, dir), []string{"changelog", "run.sh"}; !slices.Equal(got, want) {
+		t.Errorf("context = %v, want %v", got, want)
+	}
+}
