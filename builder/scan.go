@@ -40,6 +40,9 @@ type Tree struct {
 	byName  map[string]int // short name -> index in Images
 	nodes   []node         // parallel to Images
 	missing []image.Dependency
+	// baseNames maps the names image_tag and control files give
+	// base_images entries to their labels.
+	baseNames map[string]string
 }
 
 // node is one image's place in the graph; ints index Tree.Images.
@@ -90,7 +93,7 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			results[i] = load(d, n)
+			results[i] = load(d, abs, n)
 			if results[i].err == nil {
 				logger.Debug("loaded image", "name", results[i].img.Name, "dir", d)
 			}
@@ -171,11 +174,12 @@ func walk(root string) ([]string, []Warning, error) {
 	return dirs, warnings, nil
 }
 
-func load(dir string, n image.Naming) scanned {
+func load(dir, root string, n image.Naming) scanned {
 	img, err := image.Load(dir, n)
 	if err != nil {
 		return scanned{err: err}
 	}
+	img.Root = root
 	r := scanned{img: img}
 	files := []string{image.TemplateFile}
 	if img.BuildStage {
