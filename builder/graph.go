@@ -49,6 +49,7 @@ func (t *Tree) link(results []scanned, baseImages []string, strict bool) error {
 		byName[r.img.Name] = i
 	}
 	bases := t.baseIndex(baseImages)
+	t.baseNames = bases
 	nodes := make([]node, len(results))
 	for i, r := range results {
 		img, nd := r.img, &nodes[i]
