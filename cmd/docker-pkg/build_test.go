@@ -178,8 +178,12 @@ func TestBuildFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n")[1:] {
-		if !strings.HasPrefix(line, "[") {
+	for i, line := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n") {
+		stamp, rest, _ := strings.Cut(line, " ")
+		if _, err := time.Parse(time.RFC3339, stamp); err != nil {
+			t.Errorf("log line without an RFC 3339 time: %q", line)
+		}
+		if i > 0 && !strings.HasPrefix(rest, "[") {
 			t.Errorf("log line without its image's name: %q", line)
 		}
 	}
