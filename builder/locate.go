@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path"
 	"slices"
 	"sync"
+	"syscall"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
@@ -41,6 +43,9 @@ type locator struct {
 
 	mu      sync.Mutex
 	lookups map[lookupKey]*lookup
+	// unreachable is the first registry error that says the registry
+	// could not be reached at all (see Unreachable).
+	unreachable error
 }
 
 type lookupKey struct {
@@ -83,8 +88,37 @@ func (l *locator) find(ctx context.Context, remote bool, label string) (found, e
 		l.lookups[k] = lk
 	}
 	l.mu.Unlock()
-	lk.once.Do(func() { lk.f, lk.err = p.find(ctx, label) })
+	lk.once.Do(func() {
+		lk.f, lk.err = p.find(ctx, label)
+		if remote && Unreachable(lk.err) {
+			l.mu.Lock()
+			if l.unreachable == nil {
+				l.unreachable = lk.err
+			}
+			l.mu.Unlock()
+		}
+	})
 	return lk.f, lk.err
+}
+
+// Unreachable says whether err means that a host could not be reached at
+// all: its name does not resolve, nothing listens there, or no route leads
+// to it. Off the registry's network (a laptop off the VPN), that is every
+// registry call; --offline is then the way to work.
+func Unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 // enginePlace is the local engine. It answers from one ImageList of the

@@ -141,6 +141,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	if err != nil {
 		return err
 	}
+	g.hintOffline(errw, cfg, plan.Unreachable())
 	// Build refuses nothing the reference built, but says what it knows.
 	for _, w := range plan.Warnings() {
 		fmt.Fprintf(errw, "warning: %s\n", w)
@@ -179,15 +180,19 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	for _, label := range slices.Sorted(maps.Keys(res.Pulls)) {
 		if err := res.Pulls[label]; err != nil && !interrupted {
 			fmt.Fprintf(errw, "warning: %v\n", err)
+			g.hintOffline(errw, cfg, err)
 		}
 	}
 
 	fmt.Fprintln(stdout, "== Step 2: publishing ==")
 	var published []builder.ImageResult
 	failed := 0
-	if interrupted {
+	switch {
+	case interrupted:
 		fmt.Fprintln(stdout, "NOT publishing images as the build was interrupted")
-	} else {
+	case g.offline:
+		fmt.Fprintln(stdout, "NOT publishing images as --offline is set")
+	default:
 		events.set(newProgress(errw, 0, false).event)
 		published, err = b.Publish(ctx, plan, res, builder.PublishOptions{Atomic: o.atomic})
 		interrupted = printPublished(stdout, published, err)

@@ -141,7 +141,7 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	switch {
 	case err == nil:
 		defer docker.Close()
-	case cfg.Registry == "":
+	case cfg.Registry == "" || g.offline:
 		return fmt.Errorf("update --stale reads build records from the Docker daemon or the registry, and there is neither: %w", err)
 	default:
 		fmt.Fprintf(stderr, "docker-pkg: %v: reading build records from the registry only\n", err)
@@ -152,6 +152,7 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	}
 	stale, err := b.Stale(ctx)
 	if err != nil {
+		g.hintOffline(stderr, cfg, err)
 		return err
 	}
 	if len(stale) == 0 {
