@@ -163,7 +163,7 @@ func TestBuildFixtures(t *testing.T) {
 	for _, said := range []string{
 		"[legacy-app] failed: " + l("legacy-app", "0.5-1") + ": verify failed: exit status 1\n" +
 			"    legacy-app: /etc/legacy.conf is missing (this fixture fails on purpose)\n",
-		"images/wip: has Dockerfile.template but no changelog; skipped\n",
+		"warning: 1 problem; see docker-pkg lint images\n",
 		"[core] building\n",
 		"[app-plugin] verified ",
 	} {

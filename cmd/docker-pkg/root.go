@@ -59,6 +59,7 @@ Every command takes the directory to scan as its last argument.`,
 		newPlanCmd(g),
 		newRenderCmd(g),
 		newGraphCmd(g),
+		newLintCmd(g),
 	)
 	return root
 }
@@ -86,8 +87,8 @@ func (g *globals) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// open loads the configuration and scans dir into a Builder, printing the
-// scan's warnings on stderr. The registry client (nil when none is
+// open loads the configuration and scans dir into a Builder, printing how
+// many problems the scan found on stderr (lint lists them). The registry client (nil when none is
 // configured) and the daemon given are wired in; opts come last.
 func (g *globals) open(ctx context.Context, dir string, docker *client.Client, stderr io.Writer, opts ...builder.Option) (*builder.Builder, error) {
 	cfg, err := g.loadConfig()
@@ -118,8 +119,9 @@ func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, 
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range b.Tree().Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+	// The list is lint's: repeated on every command, it hid everything else.
+	if n := len(b.Tree().Warnings); n > 0 {
+		fmt.Fprintf(stderr, "warning: %d %s; see docker-pkg lint %s\n", n, plural(n, "problem"), dir)
 	}
 	return b, nil
 }
