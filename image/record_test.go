@@ -403,6 +403,21 @@ func TestRecordBuildDaemon(t *testing.T) {
 	if !ok || got.Inputs != rec.Inputs || got.BaseDigest != rec.BaseDigest || got.Revision != rec.Revision {
 		t.Errorf("record read back = %+v, %v; want %+v", got, ok, rec)
 	}
+	// The classic builder makes a LABEL step, and a history entry, of
+	// each label: the record is one.
+	hist, err := cli.ImageHistory(ctx, img.Label())
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelSteps := 0
+	for _, h := range hist.Items {
+		if strings.Contains(h.CreatedBy, "LABEL ") {
+			labelSteps++
+		}
+	}
+	if labelSteps != 1 || len(info.Config.Labels) != 1 {
+		t.Errorf("the record took %d LABEL steps and %d labels, want 1 and 1: %v", labelSteps, len(info.Config.Labels), info.Config.Labels)
+	}
 
 	_, err = NewRecord(ctx, img, []byte("FROM docker-pkg-test/never-built:0\n"), nil, "", inspectID(cli))
 	if err == nil || !strings.Contains(err.Error(), "docker-pkg-test/never-built:0 is not in the local daemon") {
