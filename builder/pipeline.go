@@ -99,7 +99,7 @@ func (b *Builder) record(ctx context.Context, r Rendered, revision string) (imag
 // folder, which is removed whatever happens.
 func (b *Builder) buildImage(ctx context.Context, backend Backend, r Rendered, rec image.Record, cache bool, log io.Writer) (image.Built, error) {
 	img := r.Image
-	dir, err := image.NewContext(ctx, img.Dir)
+	dir, err := image.NewContext(ctx, img.Dir, img.Root)
 	if err != nil {
 		return image.Built{}, &image.BuildError{Image: img.Label(), Stage: image.StageBuild, Err: err}
 	}

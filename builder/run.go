@@ -105,7 +105,9 @@ var errFailFast = errors.New("an image failed and fail-fast is set")
 // image to build is pulled first; an image whose pull fails fails.
 //
 // Build returns an error without building anything when the backend
-// cannot be had (no daemon, an invalid builder configuration), and the
+// cannot be had (no daemon, an invalid builder configuration) or an image
+// of the chain has a symbolic link Build will not follow (image.ErrLink),
+// and the
 // partial result with ctx's error when ctx is cancelled: the images being
 // built are then interrupted, their temporary contexts and containers
 // removed. Failed images are in the Result, not the error.
@@ -115,6 +117,9 @@ func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Re
 		return nil, err
 	}
 	chain := plan.Chain()
+	if err := checkLinks(ctx, chain); err != nil {
+		return nil, err
+	}
 	r := &run{
 		b: b, o: opts, backend: backend, log: &lineLog{w: b.log}, plan: plan,
 		revision: image.Revision(ctx, b.tree.Dir),
@@ -150,6 +155,22 @@ func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Re
 		res.Pulls[label] = p.err
 	}
 	return res, ctx.Err()
+}
+
+// checkLinks refuses, before anything is built, a chain holding an image
+// whose folder has a symbolic link that points outside the repository or
+// nowhere: every such link is named, with its target.
+func checkLinks(ctx context.Context, chain []*image.Image) error {
+	var errs []error
+	for _, img := range chain {
+		if err := image.CheckLinks(ctx, img.Dir, img.Root); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("nothing built: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // run is one Build: what its goroutines share.

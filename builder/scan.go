@@ -20,13 +20,34 @@ import (
 // the same short name.
 var ErrDuplicate = errors.New("duplicate image name")
 
-// Warning is a problem Scan found that does not stop a build or a plan.
-type Warning struct {
+// Problem is something wrong in the repository of image definitions that
+// a build goes on despite (or, with WithLenient, a version constraint that
+// is not met): what "docker-pkg lint" lists.
+type Problem struct {
+	Kind    ProblemKind
 	Path    string // the file (path:line where known) or folder to look at
 	Message string
 }
 
-func (w Warning) String() string { return w.Path + ": " + w.Message }
+func (p Problem) String() string { return p.Path + ": " + p.Message }
+
+// Warning is a problem Scan found that does not stop a build or a plan.
+type Warning = Problem
+
+// ProblemKind says what a Problem is about, for programs.
+type ProblemKind string
+
+// The kinds of problem.
+const (
+	ProblemHalfDefined       ProblemKind = "half-defined"       // a folder with only one of Dockerfile.template and changelog
+	ProblemMissingDepends    ProblemKind = "missing-depends"    // image_tag names an image control does not list
+	ProblemUnknownDependency ProblemKind = "unknown-dependency" // control names an image that is neither scanned nor a base image
+	ProblemConstraint        ProblemKind = "constraint"         // a versioned dependency the other image's version does not meet
+	ProblemRender            ProblemKind = "render"             // a template that does not render
+	ProblemNumericUser       ProblemKind = "numeric-user"       // force_numeric_user, and the last USER is a name
+	ProblemLink              ProblemKind = "link"               // a symbolic link out of the repository, or to nothing
+	ProblemTempFile          ProblemKind = "temp-file"          // a changelog temporary file a dead update left behind
+)
 
 // Tree is a scanned directory of image definitions and the graph between
 // them.
@@ -40,6 +61,9 @@ type Tree struct {
 	byName  map[string]int // short name -> index in Images
 	nodes   []node         // parallel to Images
 	missing []image.Dependency
+	// baseNames maps the names image_tag and control files give
+	// base_images entries to their labels.
+	baseNames map[string]string
 }
 
 // node is one image's place in the graph; ints index Tree.Images.
@@ -70,8 +94,9 @@ type templateRef struct {
 // image; folders inside it are still walked; hidden folders (.git) are not.
 // Errors in several images are reported together. With strict, a
 // dependency on an image neither scanned nor in base_images is an error,
-// not a warning.
-func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict bool, logger *slog.Logger) (*Tree, error) {
+// not a warning; with lenient, a version constraint not met is a warning,
+// not an error.
+func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict, lenient bool, logger *slog.Logger) (*Tree, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", dir, err)
@@ -90,7 +115,7 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			results[i] = load(d, n)
+			results[i] = load(d, abs, n)
 			if results[i].err == nil {
 				logger.Debug("loaded image", "name", results[i].img.Name, "dir", d)
 			}
@@ -111,7 +136,7 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 		return nil, errors.Join(errs...)
 	}
 	t := &Tree{Dir: abs, Warnings: warnings, naming: n, workers: workers}
-	if err := t.link(results, cfg.BaseImages, strict); err != nil {
+	if err := t.link(results, cfg.BaseImages, strict, lenient); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(t.Warnings, func(i, j int) bool { return t.Warnings[i].Path < t.Warnings[j].Path })
@@ -162,20 +187,21 @@ func walk(root string) ([]string, []Warning, error) {
 		case f.template && f.changelog:
 			dirs = append(dirs, dir)
 		case f.template:
-			warnings = append(warnings, Warning{dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
+			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
 		default:
-			warnings = append(warnings, Warning{dir, "has " + image.ChangelogFile + " but no " + image.TemplateFile + "; skipped"})
+			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.ChangelogFile + " but no " + image.TemplateFile + "; skipped"})
 		}
 	}
 	sort.Strings(dirs)
 	return dirs, warnings, nil
 }
 
-func load(dir string, n image.Naming) scanned {
+func load(dir, root string, n image.Naming) scanned {
 	img, err := image.Load(dir, n)
 	if err != nil {
 		return scanned{err: err}
 	}
+	img.Root = root
 	r := scanned{img: img}
 	files := []string{image.TemplateFile}
 	if img.BuildStage {

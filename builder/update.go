@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,7 +22,10 @@ const DefaultReason = "Security update"
 // what goes into it. Set exactly one of Name and Select.
 type UpdateRequest struct {
 	// Name is the short name of the image to update, matched exactly: "php"
-	// does not select "sury-php", unlike the reference's glob.
+	// does not select "sury-php", unlike the reference's glob. It may also
+	// name a base_images entry as image_tag names it ("bookworm"): then the
+	// images built on it are updated, every entry saying "Refresh for
+	// update in parent image bookworm:" and Reason.
 	Name string
 	// Select is a shell glob (see Glob) on full labels: every image it
 	// matches is updated, as if named one by one.
@@ -127,7 +131,7 @@ func (b *Builder) Update(req UpdateRequest) (*UpdateResult, error) {
 }
 
 func (t *Tree) update(req UpdateRequest) (*UpdateResult, error) {
-	roots, target, err := t.updateRoots(req)
+	roots, target, base, err := t.updateRoots(req)
 	if err != nil {
 		return nil, err
 	}
@@ -161,14 +165,19 @@ func (t *Tree) update(req UpdateRequest) (*UpdateResult, error) {
 			continue
 		}
 		path := filepath.Join(img.Dir, image.ChangelogFile)
-		next, err := nextVersion(img, req, root)
+		next, err := nextVersion(img, req, root && base == "")
 		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: %s: %w", path, img.Name, err))
 			continue
 		}
 		newVersion[img.Name] = next
 		reason := req.Reason
-		if !root {
+		switch {
+		case base != "":
+			// As the reference words it: every image is refreshed for the
+			// base image, whichever of them it is built on.
+			reason = fmt.Sprintf("Refresh for update in parent image %s:\n%s", req.Name, req.Reason)
+		case !root:
 			word := "image"
 			if len(parents) > 1 {
 				word = "images"
@@ -210,37 +219,56 @@ func (t *Tree) missingProblems() []error {
 }
 
 // updateRoots returns the requested images, in Images order, and how to
-// name the request in errors.
-func (t *Tree) updateRoots(req UpdateRequest) ([]*image.Image, string, error) {
+// name the request in errors. When Name is not a scanned image but a
+// base_images entry (named as image_tag names it: "bookworm" for
+// registry/namespace/bookworm:TAG, or as control files may), the roots
+// are the images built on it (image_tag in a template, or Depends) and
+// base is its label.
+func (t *Tree) updateRoots(req UpdateRequest) (roots []*image.Image, target, base string, err error) {
 	switch {
 	case req.Name != "" && req.Select != "":
-		return nil, "", errors.New("updating: give an image name or a selection, not both")
+		return nil, "", "", errors.New("updating: give an image name or a selection, not both")
 	case req.Name != "":
-		img := t.Image(req.Name)
-		if img == nil {
-			return nil, "", fmt.Errorf("updating %s: %w under %s (the name is the short name from the changelog; use a selection for a pattern)",
+		if img := t.Image(req.Name); img != nil {
+			return []*image.Image{img}, req.Name, "", nil
+		}
+		base = t.baseNames[req.Name]
+		if base == "" {
+			return nil, "", "", fmt.Errorf("updating %s: %w under %s nor in base_images (the name is the short name from the changelog, or a base image as image_tag names it; use a selection for a pattern)",
 				req.Name, ErrNoSuchImage, t.Dir)
 		}
-		return []*image.Image{img}, req.Name, nil
+		if req.Version != "" {
+			return nil, "", "", fmt.Errorf("updating %s: --version gives an image under %s a new version; %s is a base image (%s), whose version is not written here",
+				req.Name, t.Dir, req.Name, base)
+		}
+		for i, img := range t.Images {
+			if slices.Contains(t.nodes[i].bases, base) {
+				roots = append(roots, img)
+			}
+		}
+		if len(roots) == 0 {
+			return nil, "", "", fmt.Errorf("updating %s: no image under %s is built on the base image %s (through image_tag or Depends)",
+				req.Name, t.Dir, base)
+		}
+		return roots, req.Name, base, nil
 	case req.Select == "":
-		return nil, "", errors.New("updating: no image name or selection given")
+		return nil, "", "", errors.New("updating: no image name or selection given")
 	case req.Version != "":
-		return nil, "", errors.New("updating: a new version applies to one named image, not to a selection")
+		return nil, "", "", errors.New("updating: a new version applies to one named image, not to a selection")
 	}
 	match, err := Glob(req.Select)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	var roots []*image.Image
 	for _, img := range t.Images {
 		if match(img.Label()) {
 			roots = append(roots, img)
 		}
 	}
 	if len(roots) == 0 {
-		return nil, "", fmt.Errorf("updating %q: %w: no full label under %s matches", req.Select, ErrNoSuchImage, t.Dir)
+		return nil, "", "", fmt.Errorf("updating %q: %w: no full label under %s matches", req.Select, ErrNoSuchImage, t.Dir)
 	}
-	return roots, fmt.Sprintf("%q", req.Select), nil
+	return roots, fmt.Sprintf("%q", req.Select), "", nil
 }
 
 // nextVersion is the version img gets: the requested one for a root when

@@ -21,9 +21,12 @@ type Dependency struct {
 // Image is one image definition: a folder holding Dockerfile.template and
 // changelog, and optionally control and Dockerfile.build.template.
 type Image struct {
-	Name       string // short name, from the changelog
-	Version    string // changelog version, exactly as written
-	Dir        string // absolute path of the folder
+	Name    string // short name, from the changelog
+	Version string // changelog version, exactly as written
+	Dir     string // absolute path of the folder
+	// Root is the repository the folder belongs to (the scanned DIR): a
+	// symbolic link in Dir may point anywhere inside it. "" means Dir.
+	Root       string
 	Repo       string // registry/namespace/name
 	Tag        string // Version plus the naming's TagSuffix
 	Depends    []Dependency

@@ -102,6 +102,11 @@ func readControl(path string) ([]Dependency, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading control file: %w", err)
 	}
+	return readControlData(path, data)
+}
+
+// readControlData is readControl of data read from path.
+func readControlData(path string, data []byte) ([]Dependency, error) {
 
 	var (
 		deps  []Dependency

@@ -316,11 +316,30 @@ func (e *unreachableError) Error() string {
 func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
 func (e *unreachableError) Unwrap() error        { return e.err }
 
-// cannotConnect says whether err means the host is not there: no such
-// host, or the connection refused. Timeouts and resets are retried.
+// Unreachable says whether err means that a registry could not be reached
+// at all: its name does not resolve, nothing listens there, or no route
+// leads to it. Off the registry's network (a laptop off the VPN), that is
+// every registry call; --offline is then the way to work.
+func Unreachable(err error) bool {
+	return errors.Is(err, ErrUnreachable) || cannotConnect(err)
+}
+
+// cannotConnect says whether err means the host is not there. Timeouts
+// and resets are retried; these are not.
 func cannotConnect(err error) bool {
+	if err == nil {
+		return false
+	}
 	var dns *net.DNSError
-	return errors.As(err, &dns) && dns.IsNotFound || errors.Is(err, syscall.ECONNREFUSED)
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 // markDown remembers that host cannot be reached and returns the error

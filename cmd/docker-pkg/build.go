@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -140,6 +141,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	if err != nil {
 		return err
 	}
+	g.hintOffline(errw, cfg, plan.Unreachable())
 	// Build refuses nothing the reference built, but says what it knows.
 	for _, w := range plan.Warnings() {
 		fmt.Fprintf(errw, "warning: %s\n", w)
@@ -178,15 +180,19 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	for _, label := range slices.Sorted(maps.Keys(res.Pulls)) {
 		if err := res.Pulls[label]; err != nil && !interrupted {
 			fmt.Fprintf(errw, "warning: %v\n", err)
+			g.hintOffline(errw, cfg, err)
 		}
 	}
 
 	fmt.Fprintln(stdout, "== Step 2: publishing ==")
 	var published []builder.ImageResult
 	failed := 0
-	if interrupted {
+	switch {
+	case interrupted:
 		fmt.Fprintln(stdout, "NOT publishing images as the build was interrupted")
-	} else {
+	case g.offline:
+		fmt.Fprintln(stdout, "NOT publishing images as --offline is set")
+	default:
 		events.set(newProgress(errw, 0, false).event)
 		published, err = b.Publish(ctx, plan, res, builder.PublishOptions{Atomic: o.atomic})
 		interrupted = printPublished(stdout, published, err)
@@ -266,12 +272,51 @@ func (g *globals) buildLog(stderr io.Writer) (io.Writer, *slog.Logger, func() er
 	if g.info || g.debug {
 		return stderr, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), func() error { return nil }, nil
 	}
-	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// 0666 less the umask, as any file a command creates: the reference
+	// appends to the same file, and a team may share it.
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening log file: %w", err)
 	}
-	w := &syncWriter{w: f}
-	return w, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), f.Close, nil
+	w := &syncWriter{w: &stampWriter{w: f, now: time.Now}}
+	// Every line has its time already: slog's own would say it twice.
+	noTime := func(groups []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey && len(groups) == 0 {
+			return slog.Attr{}
+		}
+		return a
+	}
+	return w, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: noTime})), f.Close, nil
+}
+
+// stampWriter starts every line written to w with the time it began, in
+// RFC 3339, as the reference's log lines start with theirs. A line may
+// come in several writes; it is stamped once.
+type stampWriter struct {
+	w       io.Writer
+	now     func() time.Time
+	midLine bool
+}
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	var out []byte
+	for rest := p; len(rest) > 0; {
+		if !s.midLine {
+			out = s.now().AppendFormat(out, time.RFC3339)
+			out = append(out, ' ')
+		}
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
+		}
+		out = append(out, line...)
+		rest = rest[len(line):]
+		s.midLine = line[len(line)-1] != '\n'
+	}
+	if _, err := s.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // printSummary prints a table of every image built or published and

@@ -163,7 +163,7 @@ func TestBuildFixtures(t *testing.T) {
 	for _, said := range []string{
 		"[legacy-app] failed: " + l("legacy-app", "0.5-1") + ": verify failed: exit status 1\n" +
 			"    legacy-app: /etc/legacy.conf is missing (this fixture fails on purpose)\n",
-		"images/wip: has Dockerfile.template but no changelog; skipped\n",
+		"warning: 1 problem; see docker-pkg lint images\n",
 		"[core] building\n",
 		"[app-plugin] verified ",
 	} {
@@ -178,8 +178,12 @@ func TestBuildFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n")[1:] {
-		if !strings.HasPrefix(line, "[") {
+	for i, line := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n") {
+		stamp, rest, _ := strings.Cut(line, " ")
+		if _, err := time.Parse(time.RFC3339, stamp); err != nil {
+			t.Errorf("log line without an RFC 3339 time: %q", line)
+		}
+		if i > 0 && !strings.HasPrefix(rest, "[") {
 			t.Errorf("log line without its image's name: %q", line)
 		}
 	}

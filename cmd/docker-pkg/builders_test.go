@@ -37,8 +37,8 @@ var fixtureImages = []struct{ name, tag string }{
 // builderLogLine is a line of the log file that only the builder it names
 // writes: it proves the build went through that builder.
 var builderLogLine = map[string]*regexp.Regexp{
-	"classic":  regexp.MustCompile(`(?m)^\[core\] Step 1/\d+ : FROM `),
-	"buildkit": regexp.MustCompile(`(?m)^\[core\] #\d+ \[\d+/\d+\] RUN \["/bin/busybox", "--install"`),
+	"classic":  regexp.MustCompile(`(?m)^\S+ \[core\] Step 1/\d+ : FROM `),
+	"buildkit": regexp.MustCompile(`(?m)^\S+ \[core\] #\d+ \[\d+/\d+\] RUN \["/bin/busybox", "--install"`),
 }
 
 // TestBuildersFixtures builds the fixtures tree with each builder, in a

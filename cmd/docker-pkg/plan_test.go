@@ -43,7 +43,7 @@ func TestPlanFixtures(t *testing.T) {
 	if stdout != want {
 		t.Errorf("plan printed\n%s\nwant\n%s", stdout, want)
 	}
-	for _, said := range []string{"no Docker daemon answers at ", "wip: has Dockerfile.template but no changelog; skipped"} {
+	for _, said := range []string{"no Docker daemon answers at ", "warning: 1 problem; see docker-pkg lint ../../fixtures/images\n"} {
 		if n := strings.Count(stderr, said); n != 1 {
 			t.Errorf("stderr says %q %d times, want once:\n%s", said, n, stderr)
 		}

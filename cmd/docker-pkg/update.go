@@ -32,7 +32,11 @@ directly or not (control files and image_tag in templates alike), a new entry
 at the top of its changelog, so that the next build rebuilds them.
 
 NAME is an image's short name, matched exactly: "update php" does not touch
-sury-php. Instead of NAME, --select GLOB updates every image whose full label
+sury-php. NAME may also be a base image (an entry of base_images, named as
+image_tag names it: "update bookworm"): then every image built on it (image_tag
+in a template, or Depends in control) and every image that depends on those
+are updated, each entry saying "Refresh for update in parent image bookworm:"
+and the reason, as the reference words it. Instead of NAME, --select GLOB updates every image whose full label
 matches the shell glob ("*" also matches "/"; '*php:*' is what the reference's
 "update php" selected), and the images that depend on them; then only DIR is
 given.
@@ -167,7 +171,7 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	switch {
 	case err == nil:
 		defer docker.Close()
-	case cfg.Registry == "":
+	case cfg.Registry == "" || g.offline:
 		return fmt.Errorf("update --stale reads build records from the Docker daemon or the registry, and there is neither: %w", err)
 	default:
 		fmt.Fprintf(stderr, "docker-pkg: %v: reading build records from the registry only\n", err)
@@ -178,6 +182,7 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	}
 	stale, err := b.Stale(ctx)
 	if err != nil {
+		g.hintOffline(stderr, cfg, err)
 		return err
 	}
 	if len(stale) == 0 {
