@@ -74,21 +74,6 @@ func TestPyFloat(t *testing.T) {
 	}
 }
 
-func TestSplitLabel(t *testing.T) {
-	tests := []struct{ label, name, tag string }{
-		{"x:1", "x", "1"},
-		{"reg.example.org/ns/x:1.0-1", "reg.example.org/ns/x", "1.0-1"},
-		{"127.0.0.1:5000/ns/x:1.0-1", "127.0.0.1:5000/ns/x", "1.0-1"},
-		{"127.0.0.1:5000/ns/x", "127.0.0.1:5000/ns/x", ""},
-		{"x:1@sha256:abc", "x", "1"},
-	}
-	for _, tt := range tests {
-		if name, tag, _ := splitLabel(tt.label); name != tt.name || tag != tt.tag {
-			t.Errorf("splitLabel(%q) = %q, %q, want %q, %q", tt.label, name, tag, tt.name, tt.tag)
-		}
-	}
-}
-
 // FuzzRender checks that no template makes the renderer panic.
 func FuzzRender(f *testing.F) {
 	for _, seed := range []string{
