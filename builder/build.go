@@ -452,11 +452,11 @@ func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageRe
 		Log:       log,
 	}
 	var err error
-	if opts.Dockerfile, err = r.renderFile(img, image.TemplateFile, log); err != nil {
+	if opts.Dockerfile, err = r.renderFile(ctx, img, image.TemplateFile, log); err != nil {
 		return err
 	}
 	if img.BuildStage {
-		if opts.BuildDockerfile, err = r.renderFile(img, image.BuildTemplateFile, log); err != nil {
+		if opts.BuildDockerfile, err = r.renderFile(ctx, img, image.BuildTemplateFile, log); err != nil {
 			return err
 		}
 	}
@@ -487,12 +487,12 @@ func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageRe
 
 // renderFile renders one template of img and, for the main Dockerfile,
 // enforces force_numeric_user.
-func (r *run) renderFile(img *image.Image, name string, log io.Writer) ([]byte, error) {
+func (r *run) renderFile(ctx context.Context, img *image.Image, name string, log io.Writer) ([]byte, error) {
 	path := filepath.Join(img.Dir, name)
 	fail := func(err error) ([]byte, error) {
 		return nil, &image.BuildError{Image: img.Label(), Stage: image.StageRender, Err: err}
 	}
-	out, err := r.render.RenderFile(path)
+	out, err := r.render.RenderFile(ctx, path)
 	if err != nil {
 		return fail(err)
 	}

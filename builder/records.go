@@ -82,7 +82,7 @@ func RegistryStatus(r *image.Registry) Status {
 // Render renders an image's Dockerfile.template, and its
 // Dockerfile.build.template when it has one (nil otherwise), as a build
 // would.
-type Render func(img *image.Image) (dockerfile, buildDockerfile []byte, err error)
+type Render func(ctx context.Context, img *image.Image) (dockerfile, buildDockerfile []byte, err error)
 
 // NewRender returns the Render of a build of t with cfg: image_tag knows
 // every scanned image and cfg's base_images.
@@ -91,12 +91,12 @@ func (t *Tree) NewRender(cfg *config.Config, opts ...dockerfile.Option) (Render,
 	if err != nil {
 		return nil, err
 	}
-	return func(img *image.Image) ([]byte, []byte, error) {
-		df, err := r.RenderFile(filepath.Join(img.Dir, image.TemplateFile))
+	return func(ctx context.Context, img *image.Image) ([]byte, []byte, error) {
+		df, err := r.RenderFile(ctx, filepath.Join(img.Dir, image.TemplateFile))
 		if err != nil || !img.BuildStage {
 			return df, nil, err
 		}
-		bdf, err := r.RenderFile(filepath.Join(img.Dir, image.BuildTemplateFile))
+		bdf, err := r.RenderFile(ctx, filepath.Join(img.Dir, image.BuildTemplateFile))
 		return df, bdf, err
 	}, nil
 }

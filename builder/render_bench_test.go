@@ -47,7 +47,7 @@ func BenchmarkRenderTree(b *testing.B) {
 			}
 			for b.Loop() {
 				for _, img := range tree.Images {
-					if _, _, err := render(img); err != nil {
+					if _, _, err := render(b.Context(), img); err != nil {
 						b.Fatal(fmt.Errorf("%s: %w", img.Name, err))
 					}
 				}

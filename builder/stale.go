@@ -69,7 +69,7 @@ func (rd *reader) drift(ctx context.Context, img *image.Image, inputs bool) (*Dr
 	if !inputs || rd.recs.Render == nil {
 		return nil, nil
 	}
-	df, bdf, err := rd.recs.Render(img)
+	df, bdf, err := rd.recs.Render(ctx, img)
 	if err != nil {
 		return nil, err
 	}

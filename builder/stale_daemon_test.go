@@ -94,7 +94,7 @@ func (w *daemonWorld) build(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	df, bdf, err := render(img)
+	df, bdf, err := render(ctx, img)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,7 @@ func (w *recWorld) render(t *testing.T) Render {
 func (w *recWorld) build(t *testing.T, name string) {
 	t.Helper()
 	img := w.tree.Image(name)
-	df, bdf, err := w.render(t)(img)
+	df, bdf, err := w.render(t)(t.Context(), img)
 	if err != nil {
 		t.Fatal(err)
 	}

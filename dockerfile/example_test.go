@@ -1,6 +1,7 @@
 package dockerfile_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,7 +31,7 @@ func render(configYAML string, images map[string]string, template string, opts .
 	if err != nil {
 		panic(err)
 	}
-	out, err := r.Render("Dockerfile.template", []byte(template))
+	out, err := r.Render(context.Background(), "Dockerfile.template", []byte(template))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -61,6 +61,32 @@ func newHelpers(cfg *config.Config, images map[string]string, log *slog.Logger) 
 	return h
 }
 
+// helper is one function docker-pkg gives templates, registered into both
+// dialects from one table (table): a filter in Jinja2 ({{ "x" | name }}),
+// a function in Go ({{ name "x" }} or {{ "x" | name }}). A helper added
+// to the table appears in both.
+type helper struct {
+	name string
+	fn   func(arg string) (string, error)
+	// other handles an argument that is not a string, given as the dialect
+	// prints it; the helper then returns the argument unchanged. nil: such
+	// an argument is an error.
+	other func(printed string)
+}
+
+// table is every helper, in the order the package documentation lists
+// them.
+func (h *helpers) table() []helper {
+	return []helper{
+		{name: "image_tag", fn: h.imageTag},
+		{name: "upstream_version", fn: upstreamVersion},
+		{name: "uid", fn: func(user string) (string, error) { return h.uid(user), nil }, other: h.unknownUID},
+		{name: "add_user", fn: h.addUser},
+		{name: "apt_install", fn: func(packages string) (string, error) { return h.aptInstall(packages), nil }},
+		{name: "apt_remove", fn: func(packages string) (string, error) { return h.aptRemove(packages), nil }},
+	}
+}
+
 // imageTag is the image_tag helper: the full label of the known image named
 // registry/namespace/name.
 func (h *helpers) imageTag(name string) (string, error) {
@@ -101,10 +127,14 @@ func upstreamVersion(label string) (string, error) {
 func (h *helpers) uid(user string) string {
 	id, ok := h.uids[user]
 	if !ok {
-		h.log.Warn("UID mapping for user " + user + " not found")
+		h.unknownUID(user)
 		return user
 	}
 	return strconv.Itoa(id)
+}
+
+func (h *helpers) unknownUID(user string) {
+	h.log.Warn("UID mapping for user " + user + " not found")
 }
 
 // addUser is the add_user helper: the commands creating a system user and

@@ -19,11 +19,11 @@ func TestPrepare(t *testing.T) {
 		{"dict braces", `{{ {"a": "\t"}["a"] }}x`, `{{ {"a": "\t"}["a"] }}x`},
 		{"do", "{%- do x -%}", "{%- do _docker_pkg_do(x) -%}"},
 		{"mutable list", `{% set l = [] %}{% for i in l %}{% do l.append(i) %}{% endfor %}{{ l }}`,
-			`{% set l = _docker_pkg_list([]) %}{% for i in (l|_docker_pkg_plain) %}{% with %}{% do _docker_pkg_do(l.append(i)) %}{% endwith %}{% endfor %}{{ (l|_docker_pkg_plain) }}`},
+			`{% set l = _docker_pkg_list([]) %}{% for i in (l|_docker_pkg_plain) %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% do _docker_pkg_do(l.append(i)) %}{% endwith %}{% endfor %}{{ (l|_docker_pkg_plain) }}`},
 		{"loop scope", "{%- for x in y -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endfor +%}",
-			"{%- for x in y -%}{% with -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endwith %}{%- endfor +%}"},
+			"{%- for x in y -%}{% with _docker_pkg_t = _docker_pkg_tick() -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endwith %}{%- endfor +%}"},
 		{"loop else and nesting", "{% for x in y %}{% for z in x %}{% set v %}{% endset %}{% endfor %}{% else %}e{% endfor %}",
-			"{% for x in y %}{% with %}{% for z in x %}{% with %}{% set v %}{% endset %}{% endwith %}{% endfor %}{% endwith %}{% else %}{% with %}e{% endwith %}{% endfor %}"},
+			"{% for x in y %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% for z in x %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% set v %}{% endset %}{% endwith %}{% endfor %}{% endwith %}{% else %}{% with _docker_pkg_t = _docker_pkg_tick() %}e{% endwith %}{% endfor %}"},
 		{"list not appended to", `{% set l = [] %}{{ l }}`, `{% set l = [] %}{{ l }}`},
 	}
 	for _, tt := range tests {
@@ -84,6 +84,6 @@ func FuzzRender(f *testing.F) {
 	}
 	r := newTestRenderer(f, "testdata/jinja/config.yaml")
 	f.Fuzz(func(t *testing.T, src string) {
-		_, _ = r.Render("Dockerfile.template", []byte(src))
+		_, _ = r.Render(t.Context(), "Dockerfile.template", []byte(src))
 	})
 }

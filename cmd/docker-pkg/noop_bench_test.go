@@ -196,7 +196,7 @@ func publishNoopTree(b *testing.B, work, base string) {
 	}
 	write(base, nil)
 	for _, img := range tree.Images {
-		df, bdf, err := render(img)
+		df, bdf, err := render(ctx, img)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -64,7 +64,7 @@ func runRender(ctx context.Context, g *globals, o *renderOptions, dir string, st
 		if !match(img.Label()) {
 			continue
 		}
-		df, bdf, err := render(img)
+		df, bdf, err := render(ctx, img)
 		if err == nil && cfg.ForceNumericUser {
 			if uerr := dockerfile.CheckNumericUser(df); uerr != nil {
 				err = fmt.Errorf("%s: %w", filepath.Join(img.Dir, image.TemplateFile), uerr)
