@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 
@@ -88,7 +89,6 @@ func goFuncs(h *helpers, vars map[string]any) template.FuncMap {
 	for _, hp := range h.table() {
 		funcs[hp.name] = goHelper(hp)
 	}
-	funcs[tickFunc] = func() string { return "" } // replaced at each render
 	// Defined so that parse reaches passwordUse, which says why it is not.
 	funcs["password"] = func() (string, error) { return "", errors.New(passwordWhy) }
 	return funcs
@@ -114,13 +114,35 @@ func newGoTemplates(h *helpers, vars map[string]any, steps int) *goTemplates {
 
 type goTemplate struct {
 	path  string
-	tmpl  *template.Template
+	base  *template.Template // the parse, copied for concurrent renders
 	vars  map[string]any
 	steps int
+
+	mu   sync.Mutex
+	free []*tickingTemplate // copies of base no render is using
+}
+
+// tickingTemplate is a template set whose tick function reads the context
+// and counts the steps of the one render using it. The first is the parse
+// itself; a render that finds none free copies base (Clone), which costs as
+// much as a parse, so copies are kept for the next renders.
+type tickingTemplate struct {
+	tmpl  *template.Template
+	ctx   context.Context
+	steps int
+	limit int
+}
+
+func (tt *tickingTemplate) tick() (string, error) {
+	if tt.steps++; tt.steps > tt.limit {
+		return "", fmt.Errorf("%w: more than %d loop iterations and template calls", ErrTooLong, tt.limit)
+	}
+	return "", tt.ctx.Err()
 }
 
 func (g *goTemplates) parse(path string, src []byte) (*goTemplate, error) {
-	tmpl, err := template.New(path).Option("missingkey=error").Funcs(g.funcs).Parse(string(src))
+	tt := &tickingTemplate{limit: g.steps}
+	tmpl, err := template.New(path).Option("missingkey=error").Funcs(g.funcs).Funcs(template.FuncMap{tickFunc: tt.tick}).Parse(string(src))
 	if err != nil {
 		return nil, goError(path, err)
 	}
@@ -133,24 +155,45 @@ func (g *goTemplates) parse(path string, src []byte) (*goTemplate, error) {
 		}
 		addTicks(t.Tree)
 	}
-	return &goTemplate{path: path, tmpl: tmpl, vars: g.vars, steps: g.steps}, nil
+	tt.tmpl = tmpl
+	return &goTemplate{path: path, base: tmpl, vars: g.vars, steps: g.steps, free: []*tickingTemplate{tt}}, nil
+}
+
+func (t *goTemplate) get() (*tickingTemplate, error) {
+	t.mu.Lock()
+	if n := len(t.free); n > 0 {
+		tt := t.free[n-1]
+		t.free = t.free[:n-1]
+		t.mu.Unlock()
+		return tt, nil
+	}
+	t.mu.Unlock()
+	// The parse trees are shared; the copy has its own function maps.
+	tmpl, err := t.base.Clone()
+	if err != nil {
+		return nil, err
+	}
+	tt := &tickingTemplate{tmpl: tmpl, limit: t.steps}
+	tmpl.Funcs(template.FuncMap{tickFunc: tt.tick})
+	return tt, nil
+}
+
+func (t *goTemplate) put(tt *tickingTemplate) {
+	tt.ctx = nil
+	t.mu.Lock()
+	t.free = append(t.free, tt)
+	t.mu.Unlock()
 }
 
 func (t *goTemplate) render(ctx context.Context, w *output) error {
-	// A copy of the template set whose tick knows this render's context
-	// and budget; the parse trees are shared.
-	tmpl, err := t.tmpl.Clone()
+	tt, err := t.get()
 	if err != nil {
 		return &Error{Path: t.path, Err: err}
 	}
-	steps := 0
-	tmpl.Funcs(template.FuncMap{tickFunc: func() (string, error) {
-		if steps++; steps > t.steps {
-			return "", fmt.Errorf("%w: more than %d loop iterations and template calls", ErrTooLong, t.steps)
-		}
-		return "", ctx.Err()
-	}})
-	if err := tmpl.Execute(w, t.vars); err != nil {
+	tt.ctx, tt.steps = ctx, 0
+	err = tt.tmpl.Execute(w, t.vars)
+	t.put(tt)
+	if err != nil {
 		return goError(t.path, err)
 	}
 	return nil

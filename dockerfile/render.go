@@ -65,7 +65,8 @@ type Renderer struct {
 }
 
 // renderable is a parsed template. render writes to w, which fails once
-// ctx is done or MaxOutputSize is passed.
+// ctx is done or MaxOutputSize is passed, and checks ctx at every loop
+// iteration (tickFunc).
 type renderable interface {
 	render(ctx context.Context, w *output) error
 }
@@ -123,9 +124,9 @@ func New(cfg *config.Config, images map[string]string, opts ...Option) (*Rendere
 }
 
 // Render renders src, the template at path (used to name it in errors and
-// to reuse its parse). It returns as soon as ctx is done, with ctx's error;
-// the abandoned parse or render then ends by itself at its next output,
-// or within its step budget.
+// to reuse its parse). When ctx is done the render stops at its next loop
+// iteration, macro or template call, or output, with ctx's error; what
+// runs without any of those is bounded by WithMaxSteps.
 func (r *Renderer) Render(ctx context.Context, path string, src []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Path: path, Err: err}
@@ -141,37 +142,21 @@ func (r *Renderer) Render(ctx context.Context, path string, src []byte) ([]byte,
 	}
 	r.mu.Unlock()
 
-	type result struct {
-		out []byte
-		err error
+	p.once.Do(func() { p.tmpl, p.err = r.parse(path, src) })
+	if p.err != nil {
+		return nil, p.err
 	}
-	done := make(chan result, 1)
-	go func() {
-		p.once.Do(func() { p.tmpl, p.err = r.parse(path, src) })
-		if p.err != nil {
-			done <- result{nil, p.err}
-			return
-		}
-		w := &output{ctx: ctx}
-		err := p.tmpl.render(ctx, w)
-		if w.err != nil {
-			err = &Error{Path: path, Err: w.err}
-		}
-		if err != nil {
-			done <- result{nil, err}
-			return
-		}
-		done <- result{w.buf.Bytes(), nil}
-	}()
-	select {
-	case res := <-done:
-		if res.err != nil && ctx.Err() != nil {
-			return nil, &Error{Path: path, Err: ctx.Err()} // not the engine's words for it
-		}
-		return res.out, res.err
-	case <-ctx.Done():
-		return nil, &Error{Path: path, Err: ctx.Err()}
+	w := &output{ctx: ctx}
+	err := p.tmpl.render(ctx, w)
+	switch {
+	case ctx.Err() != nil && (err != nil || w.err != nil):
+		return nil, &Error{Path: path, Err: ctx.Err()} // not the engine's words for it
+	case w.err != nil:
+		return nil, &Error{Path: path, Err: w.err}
+	case err != nil:
+		return nil, err
 	}
+	return w.buf.Bytes(), nil
 }
 
 // RenderFile reads the template at path (see ReadTemplate) and renders it.
@@ -234,9 +219,8 @@ func describeMode(m os.FileMode) string {
 	return m.Type().String()
 }
 
-// output collects a render. It fails every write once ctx is done, which
-// stops an abandoned render at its next output, or once the render passes
-// MaxOutputSize.
+// output collects a render. It fails every write once ctx is done, or once
+// the render passes MaxOutputSize.
 type output struct {
 	ctx context.Context
 	buf bytes.Buffer

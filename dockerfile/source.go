@@ -15,8 +15,9 @@ import (
 // doFunc wraps the expression of every {% do %}: Jinja2 takes any
 // expression there, minijinja only a call.
 //
-// tickFunc is called at the start of every loop iteration (see
-// scopeLoops), in both dialects: it ends a render whose context is done.
+// tickFunc is called at the start of every loop iteration and macro call
+// (see scopeLoops), in both dialects: it ends a render whose context is
+// done.
 const (
 	mutableListFunc = "_docker_pkg_list"
 	plainListFilter = "_docker_pkg_plain"
@@ -410,7 +411,7 @@ func makeMutable(s string, lists []listLiteral, mutable map[string]bool) string 
 // Jinja2 gives each iteration a fresh scope, so a {% set %} in the body is
 // gone at the next iteration; minijinja keeps one scope for the whole loop.
 // The with calls tickFunc, so a cancelled render stops at the next
-// iteration.
+// iteration; macro bodies get the same with, for recursion.
 // The inserted tags copy the whitespace control of the tags they stand next
 // to, so trimming is unchanged.
 func scopeLoops(s string) string {
@@ -442,11 +443,18 @@ func scopeLoops(s string) string {
 			} else {
 				open = open[:len(open)-1]
 			}
+		case name == "macro":
+			// A macro body ticks too: recursion is the other way to run long.
+			open = append(open, "macro")
+			edits = append(edits, edit{r.end, loopScope + trim(tag[len(tag)-3]) + "%}", 0})
+		case name == "endmacro" && top == "macro":
+			edits = append(edits, edit{r.start, "{%" + trim(tag[2]) + " endwith %}", 0})
+			open = open[:len(open)-1]
 		case strings.HasPrefix(name, "end"):
 			if len(open) > 0 {
 				open = open[:len(open)-1]
 			}
-		case name == "if" || name == "macro" || name == "call" || name == "filter" ||
+		case name == "if" || name == "call" || name == "filter" ||
 			name == "with" || name == "block" || name == "autoescape" || name == "set" && !assigns(tag):
 			open = append(open, name)
 		}

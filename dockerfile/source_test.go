@@ -22,6 +22,8 @@ func TestPrepare(t *testing.T) {
 			`{% set l = _docker_pkg_list([]) %}{% for i in (l|_docker_pkg_plain) %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% do _docker_pkg_do(l.append(i)) %}{% endwith %}{% endfor %}{{ (l|_docker_pkg_plain) }}`},
 		{"loop scope", "{%- for x in y -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endfor +%}",
 			"{%- for x in y -%}{% with _docker_pkg_t = _docker_pkg_tick() -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endwith %}{%- endfor +%}"},
+		{"macro body ticks", "{% macro f(n) -%}\n{{ n }}{% for i in n %}{% endfor %}\n{%- endmacro %}{% if a %}{% endif %}",
+			"{% macro f(n) -%}{% with _docker_pkg_t = _docker_pkg_tick() -%}\n{{ n }}{% for i in n %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% endwith %}{% endfor %}\n{%- endwith %}{%- endmacro %}{% if a %}{% endif %}"},
 		{"loop else and nesting", "{% for x in y %}{% for z in x %}{% set v %}{% endset %}{% endfor %}{% else %}e{% endfor %}",
 			"{% for x in y %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% for z in x %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% set v %}{% endset %}{% endwith %}{% endfor %}{% endwith %}{% else %}{% with _docker_pkg_t = _docker_pkg_tick() %}e{% endwith %}{% endfor %}"},
 		{"list not appended to", `{% set l = [] %}{{ l }}`, `{% set l = [] %}{{ l }}`},
