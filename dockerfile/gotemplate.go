@@ -131,13 +131,16 @@ type tickingTemplate struct {
 	ctx   context.Context
 	steps int
 	limit int
+	err   error // why tick stopped the render, said without text/template's words
 }
 
 func (tt *tickingTemplate) tick() (string, error) {
 	if tt.steps++; tt.steps > tt.limit {
-		return "", fmt.Errorf("%w: more than %d loop iterations and template calls", ErrTooLong, tt.limit)
+		tt.err = fmt.Errorf("%w: more than %d loop iterations and template calls", ErrTooLong, tt.limit)
+	} else {
+		tt.err = tt.ctx.Err()
 	}
-	return "", tt.ctx.Err()
+	return "", tt.err
 }
 
 func (g *goTemplates) parse(path string, src []byte) (*goTemplate, error) {
@@ -190,10 +193,14 @@ func (t *goTemplate) render(ctx context.Context, w *output) error {
 	if err != nil {
 		return &Error{Path: t.path, Err: err}
 	}
-	tt.ctx, tt.steps = ctx, 0
+	tt.ctx, tt.steps, tt.err = ctx, 0, nil
 	err = tt.tmpl.Execute(w, t.vars)
+	stopped := tt.err
 	t.put(tt)
-	if err != nil {
+	switch {
+	case stopped != nil:
+		return &Error{Path: t.path, Err: stopped}
+	case err != nil:
 		return goError(t.path, err)
 	}
 	return nil

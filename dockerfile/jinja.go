@@ -148,7 +148,7 @@ func (j *jinja) parse(path string, src []byte) (*jinjaTemplate, error) {
 
 // maxLexScan bounds lexScan: about a second of parsing. A real
 // template scans a few megabytes.
-const maxLexScan = 4 << 30
+const maxLexScan = 2 << 30
 
 // lexScan estimates the bytes minijinja's lexer reads to tokenize s: at
 // every tag it searches the rest of the template for each of {{, {% and
