@@ -33,7 +33,7 @@ func (b *Builder) renderImage(ctx context.Context, img *image.Image) (Rendered, 
 		return r, &image.BuildError{Image: img.Label(), Stage: image.StageRender, Err: err}
 	}
 	path := filepath.Join(img.Dir, image.TemplateFile)
-	df, err := b.render.RenderFile(path)
+	df, err := b.render.RenderFile(ctx, path)
 	if err != nil {
 		return fail(err)
 	}
@@ -44,7 +44,7 @@ func (b *Builder) renderImage(ctx context.Context, img *image.Image) (Rendered, 
 	}
 	r.Dockerfile = df
 	if img.BuildStage {
-		if r.BuildDockerfile, err = b.render.RenderFile(filepath.Join(img.Dir, image.BuildTemplateFile)); err != nil {
+		if r.BuildDockerfile, err = b.render.RenderFile(ctx, filepath.Join(img.Dir, image.BuildTemplateFile)); err != nil {
 			return fail(err)
 		}
 	}

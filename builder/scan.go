@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/dockerfile"
 	"github.com/docker-pkg/docker-pkg/image"
 	"golang.org/x/sync/errgroup"
 )
@@ -115,7 +115,7 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			results[i] = load(d, abs, n)
+			results[i] = load(d, abs, n, cfg.TemplateEngine)
 			if results[i].err == nil {
 				logger.Debug("loaded image", "name", results[i].img.Name, "dir", d)
 			}
@@ -196,7 +196,7 @@ func walk(root string) ([]string, []Warning, error) {
 	return dirs, warnings, nil
 }
 
-func load(dir, root string, n image.Naming) scanned {
+func load(dir, root string, n image.Naming, engine string) scanned {
 	img, err := image.Load(dir, n)
 	if err != nil {
 		return scanned{err: err}
@@ -209,95 +209,14 @@ func load(dir, root string, n image.Naming) scanned {
 	}
 	for _, name := range files {
 		path := filepath.Join(dir, name)
-		src, err := os.ReadFile(path)
+		src, err := dockerfile.ReadTemplate(path)
 		if err != nil {
 			return scanned{err: fmt.Errorf("reading template: %w", err)}
 		}
-		r.refs = append(r.refs, templateRefs(path, string(src))...)
+		refs, _ := dockerfile.ImageRefs(engine, path, src) // a template that does not parse fails its render, which says why
+		for _, ref := range refs {
+			r.refs = append(r.refs, templateRef{ref.Name, path, ref.Line})
+		}
 	}
 	return r
-}
-
-// templateRefs finds the image names a template passes to image_tag, in
-// Jinja (`"x" | image_tag`) or Go template (`image_tag "x"`) form. It reads
-// the source, not a render: good enough to order the graph and to warn
-// about a Depends that control forgot, and far cheaper than a regexp over
-// every template of a large tree.
-func templateRefs(path, src string) []templateRef {
-	const word = "image_tag"
-	var refs []templateRef
-	line, counted := 1, 0
-	for at := 0; ; {
-		k := strings.Index(src[at:], word)
-		if k < 0 {
-			return refs
-		}
-		k += at
-		at = k + len(word)
-		if k > 0 && isNameByte(src[k-1]) || at < len(src) && isNameByte(src[at]) {
-			continue // part of a longer identifier
-		}
-		name, ok := quotedBefore(src[:k])
-		if !ok {
-			name, ok = quotedAfter(src[at:])
-		}
-		if !ok {
-			continue
-		}
-		line += strings.Count(src[counted:k], "\n")
-		counted = k
-		refs = append(refs, templateRef{name, path, line})
-	}
-}
-
-// quotedBefore matches `"name" |` at the end of s.
-func quotedBefore(s string) (string, bool) {
-	s = strings.TrimRight(s, " \t\n")
-	if !strings.HasSuffix(s, "|") {
-		return "", false
-	}
-	s = strings.TrimRight(s[:len(s)-1], " \t\n")
-	if s == "" || s[len(s)-1] != '"' && s[len(s)-1] != '\'' {
-		return "", false
-	}
-	q := s[len(s)-1]
-	s = s[:len(s)-1]
-	start := strings.LastIndexByte(s, q)
-	if start < 0 || !validName(s[start+1:]) {
-		return "", false
-	}
-	return s[start+1:], true
-}
-
-// quotedAfter matches ` "name"` or `("name"` at the start of s.
-func quotedAfter(s string) (string, bool) {
-	s = strings.TrimLeft(s, " \t\n")
-	if strings.HasPrefix(s, "(") {
-		s = strings.TrimLeft(s[1:], " \t\n")
-	}
-	if s == "" || s[0] != '"' && s[0] != '\'' {
-		return "", false
-	}
-	end := strings.IndexByte(s[1:], s[0])
-	if end < 0 || !validName(s[1:1+end]) {
-		return "", false
-	}
-	return s[1 : 1+end], true
-}
-
-func isNameByte(c byte) bool {
-	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
-}
-
-// validName is an image short name as control files may write it.
-func validName(s string) bool {
-	if s == "" || !isNameByte(s[0]) || s[0] == '_' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; !isNameByte(c) && c != '.' && c != '+' && c != '-' {
-			return false
-		}
-	}
-	return true
 }

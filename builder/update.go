@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 )
 
 // DefaultReason is the reason of an update when none is given.
@@ -112,10 +112,6 @@ var (
 	ErrInvalidTag  = errors.New("version is not a valid Docker tag")
 	ErrNoSuchImage = errors.New("no such image")
 )
-
-// dockerTag is the grammar the Engine accepts for a tag; a version becomes
-// one.
-var dockerTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // Update computes the new changelog entry of the requested images and of
 // every image that depends on them, directly or not (control files and
@@ -284,7 +280,7 @@ func nextVersion(img *image.Image, req UpdateRequest, root bool) (string, error)
 	if c <= 0 {
 		return "", fmt.Errorf("%w: the new version %q is not above %q", ErrNotAbove, req.Version, img.Version)
 	}
-	if !dockerTag.MatchString(req.Version) {
+	if !ref.ValidTag(req.Version) {
 		return "", fmt.Errorf("%w: %q (letters, digits, '_', '.' and '-', at most 128)", ErrInvalidTag, req.Version)
 	}
 	return req.Version, nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 )
 
 // ErrMalformed is matched by every error Parse returns for a changelog that
@@ -21,11 +23,6 @@ type Entry struct {
 // header is dpkg's changelog header regexp (Dpkg::Changelog::Entry::Debian),
 // which python-debian, used by the reference, shares.
 var header = regexp.MustCompile(`(?i)^(\w[-+0-9a-z.]*) \(([^() \t]+)\)((?:\s+[-+0-9a-z.]+)+);(.*?)\s*$`)
-
-// validVersion is python-debian's version syntax. It is laxer than dpkg's
-// (an upstream version may start with a letter, dpkg only warns about it),
-// and the reference accepts whatever python-debian accepts.
-var validVersion = regexp.MustCompile(`^(?:[0-9]+:)?[A-Za-z0-9.+:~-]+?(?:-[A-Za-z0-9+.~]+)?$`)
 
 // Parse reads the top entry of the changelog at path. Errors name the file
 // and, where known, the line. The changelog must be a regular file (links
@@ -62,7 +59,7 @@ func parseHeader(path string, n int, line string) (Entry, error) {
 		return Entry{}, fmt.Errorf(`%s:%d: %w: header line must look like "name (version) distribution; urgency=..."`,
 			path, n, ErrMalformed)
 	}
-	if !validVersion.MatchString(m[2]) {
+	if !ref.ValidDebianVersion(m[2]) {
 		return Entry{}, fmt.Errorf("%s:%d: %w: invalid version %q", path, n, ErrMalformed, m[2])
 	}
 	return Entry{Name: m[1], Version: m[2]}, nil

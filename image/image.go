@@ -1,5 +1,7 @@
 package image
 
+import "github.com/docker-pkg/docker-pkg/internal/ref"
+
 // Naming turns an image's short name and version into Docker references:
 // Repo = registry, namespace and short name joined with "/", empty parts
 // left out; tag = version + TagSuffix (the --nightly/--snapshot suffix).
@@ -39,15 +41,5 @@ func (img *Image) Label() string { return img.Repo + ":" + img.Tag }
 // Repo joins registry, namespace and short name with "/", leaving out empty
 // parts.
 func (n Naming) Repo(short string) string {
-	out := ""
-	for _, part := range []string{n.Registry, n.Namespace, short} {
-		if part == "" {
-			continue
-		}
-		if out != "" {
-			out += "/"
-		}
-		out += part
-	}
-	return out
+	return ref.Join(n.Registry, n.Namespace, short)
 }
