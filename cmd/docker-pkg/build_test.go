@@ -110,18 +110,22 @@ func fixturesCopy(t *testing.T, ns string) string {
 	return work
 }
 
+// TestBuildFixtures builds fixtures/ whole: fixtures/images, and
+// fixtures/failing built on it, where legacy-app fails its test on purpose
+// and legacy-plugin, built on it, is skipped. (buildFixtures builds
+// fixtures/images alone, which ends green.)
 func TestBuildFixtures(t *testing.T) {
 	cli := testenv.Docker(t)
 	ns := testRepo(t, cli, "")
 	work := fixturesCopy(t, ns)
 
-	stdout, stderr, err := runBuildCmd(t, work, "-c", "config.yaml", "build", "--jobs", "2", "images")
+	stdout, stderr, err := runBuildCmd(t, work, "-c", "config.yaml", "build", "--jobs", "2", ".")
 	if code := exitCode(err); code != 1 {
 		t.Fatalf("exit status %d (%v), want 1: legacy-app fails its test\nstdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
 	}
 	l := func(name, tag string) string { return ns + "/" + name + ":" + tag }
 	want := strings.Join([]string{
-		"== Step 0: scanning images ==",
+		"== Step 0: scanning . ==",
 		"Will build the following images:",
 		"* " + l("core", "1.2.0-1"),
 		"* " + l("build-tools", "0.9.0-1"),
@@ -131,6 +135,7 @@ func TestBuildFixtures(t *testing.T) {
 		"* " + l("ci-runner", "3.1.4-1"),
 		"* " + l("legacy-app", "0.5-1"),
 		"* " + l("app-plugin", "0.1.0-1"),
+		"* " + l("legacy-plugin", "0.1-1"),
 		"== Step 1: building images ==",
 		"* Built image " + l("core", "1.2.0-1"),
 		"* Built image " + l("build-tools", "0.9.0-1"),
@@ -140,6 +145,7 @@ func TestBuildFixtures(t *testing.T) {
 		"* Built image " + l("ci-runner", "3.1.4-1"),
 		" ERROR: image " + ns + "/legacy-app failed to build, see logs for details",
 		"* Built image " + l("app-plugin", "0.1.0-1"),
+		" ERROR: image " + ns + "/legacy-plugin failed to build, see logs for details",
 		"== Step 2: publishing ==",
 		"NOT publishing images as we have no auth setup",
 		"== Build done! ==",
@@ -153,6 +159,7 @@ func TestBuildFixtures(t *testing.T) {
 		`(?m)^IMAGE +RESULT +DURATION +SIZE$`,
 		`(?m)^` + regexp.QuoteMeta(l("core", "1.2.0-1")) + ` +verified +[0-9.ms]+ +[0-9.]+MB$`,
 		`(?m)^` + regexp.QuoteMeta(l("legacy-app", "0.5-1")) + ` +failed \(verify\) `,
+		`(?m)^` + regexp.QuoteMeta(l("legacy-plugin", "0.1-1")) + ` +skipped: parent legacy-app failed +- +-$`,
 		`You can see the logs at ./docker-pkg-build.log\n$`,
 	} {
 		if !regexp.MustCompile(row).MatchString(summary) {
@@ -163,6 +170,7 @@ func TestBuildFixtures(t *testing.T) {
 	for _, said := range []string{
 		"[legacy-app] failed: " + l("legacy-app", "0.5-1") + ": verify failed: exit status 1\n" +
 			"    legacy-app: /etc/legacy.conf is missing (this fixture fails on purpose)\n",
+		"[legacy-plugin] skipped: parent legacy-app failed\n",
 		"images/wip: has Dockerfile.template but no changelog; skipped\n",
 		"[core] building\n",
 		"[app-plugin] verified ",
