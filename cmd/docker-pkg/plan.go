@@ -44,7 +44,9 @@ about a built or published image, whose tag exists so build will not rebuild it:
 
   stale: parent X is now D1, built on D2
       the parent was rebuilt since (or is stale itself): "update --stale DIR"
-      gives the stale images and their children a new version
+      gives the stale images and their children a new version; D1 and D2 are
+      image IDs, shortened to 12 digits as docker images shows them (--json
+      gives them whole)
   changed since TAG was built: run update or add a changelog entry
       its template or files changed but its version did not
   parent X will be rebuilt
@@ -136,7 +138,7 @@ func printPlan(w io.Writer, plan *builder.Plan, entries []builder.Entry, summary
 		if e.Build {
 			pos = fmt.Sprint(step[e.Image.Name])
 		}
-		reason := e.Reason
+		reason := shortDigests(e.Reason)
 		if e.Build && !e.Selected {
 			reason += "; needed by the selection"
 		}

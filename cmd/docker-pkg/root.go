@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,11 +16,15 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// globals are the reference's global flags.
+// globals are the reference's global flags, and how a command shows
+// warnings.
 type globals struct {
 	configFile string
 	debug      bool
 	info       bool
+	// warn prints a warning of the scan; nil prints "warning: ..." on the
+	// command's stderr.
+	warn func(builder.Warning)
 }
 
 // exitError ends the program with a given status; msg may be empty when
@@ -107,9 +112,22 @@ func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, 
 		return nil, err
 	}
 	for _, w := range b.Tree().Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+		if g.warn != nil {
+			g.warn(w)
+		} else {
+			fmt.Fprintf(stderr, "warning: %s\n", shortDigests(w.String()))
+		}
 	}
 	return b, nil
+}
+
+// longDigest is a sha256 digest as image IDs and build records hold them.
+var longDigest = regexp.MustCompile(`\bsha256:([0-9a-f]{12})[0-9a-f]{52}\b`)
+
+// shortDigests shortens every sha256 digest in s to its first 12 hex
+// digits, as docker images shows IDs: for people. --json keeps them whole.
+func shortDigests(s string) string {
+	return longDigest.ReplaceAllString(s, "sha256:$1")
 }
 
 // daemon returns a client for the local Docker daemon, or why there is
