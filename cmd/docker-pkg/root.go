@@ -48,7 +48,9 @@ versions it, and an optional control file listing the images it depends on.
 Every command takes the directory to scan as its last argument.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("docker-pkg {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&g.configFile, "configfile", "c", "config.yaml", "configuration file")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log debug messages to the terminal instead of the log file")
 	root.PersistentFlags().BoolVar(&g.info, "info", false, "log informational messages to the terminal instead of the log file")
@@ -59,6 +61,7 @@ Every command takes the directory to scan as its last argument.`,
 		newPlanCmd(g),
 		newRenderCmd(g),
 		newGraphCmd(g),
+		newVersionCmd(),
 	)
 	return root
 }
