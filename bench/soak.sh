@@ -36,7 +36,7 @@ export DOCKER_HOST=unix://$work/no-daemon.sock XDG_CONFIG_HOME=$work/config
 # subshell around it.
 dp=("$work/docker-pkg" -c fixtures/config.yaml)
 
-runtime_cascade="app/changelog app/plugins/app-plugin/changelog ci-runner/changelog legacy-app/changelog runtime/changelog"
+runtime_cascade="app/changelog app/plugins/app-plugin/changelog ci-runner/changelog runtime/changelog"
 app_cascade="app/changelog app/plugins/app-plugin/changelog"
 
 # holding MARKER lists, sorted on one line, the changelogs with an entry

@@ -29,7 +29,12 @@ type Problem struct {
 	Message string
 }
 
-func (p Problem) String() string { return p.Path + ": " + p.Message }
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
 
 // Warning is a problem Scan found that does not stop a build or a plan.
 type Warning = Problem

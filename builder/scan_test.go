@@ -82,7 +82,7 @@ func TestScanFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantOrder := []string{"core", "build-tools", "runtime", "tools", "app", "ci-runner", "legacy-app", "app-plugin"}
+	wantOrder := []string{"core", "build-tools", "runtime", "tools", "app", "ci-runner", "app-plugin"}
 	if got := names(tree.Images); !reflect.DeepEqual(got, wantOrder) {
 		t.Errorf("Images = %v, want %v", got, wantOrder)
 	}
@@ -107,6 +107,29 @@ func TestScanFixtures(t *testing.T) {
 	}
 	if len(tree.Missing()) != 0 {
 		t.Errorf("Missing() = %v", tree.Missing())
+	}
+}
+
+// TestScanFixturesWithFailing scans fixtures/ whole: fixtures/failing adds
+// images built on fixtures/images.
+func TestScanFixturesWithFailing(t *testing.T) {
+	cfg, err := config.LoadFiles("", "../fixtures/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := scanTree(context.Background(), "../fixtures", cfg, image.Naming{Namespace: cfg.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOrder := []string{"core", "build-tools", "runtime", "tools", "app", "ci-runner", "legacy-app", "app-plugin", "legacy-plugin"}
+	if got := names(tree.Images); !reflect.DeepEqual(got, wantOrder) {
+		t.Errorf("Images = %v, want %v", got, wantOrder)
+	}
+	if got, want := warnings(tree, tree.Dir), []string{"ROOT/images/wip: has Dockerfile.template but no changelog; skipped"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Warnings = %q, want %q", got, want)
+	}
+	if got, want := names(tree.Descendants("runtime")), []string{"app", "ci-runner", "legacy-app", "app-plugin", "legacy-plugin"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Descendants(runtime) = %v, want %v", got, want)
 	}
 }
 

@@ -115,7 +115,6 @@ func TestUpdateCascade(t *testing.T) {
 				"tools 4.2.0-1 -> 4.2.0-1-s1",
 				"app 1.0-3 -> 1.0-3-s1",
 				"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
-				"legacy-app 0.5-1 -> 0.5-1-s1",
 				"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
 			},
 			file: "app/plugins/app-plugin/changelog",
@@ -134,7 +133,6 @@ func TestUpdateCascade(t *testing.T) {
 				"tools 4.2.0-1 -> 4.2.0-1-s1",
 				"app 1.0-3 -> 1.0-3-s1",
 				"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
-				"legacy-app 0.5-1 -> 0.5-1-s1",
 				"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
 			},
 			file: "core/changelog",
@@ -149,7 +147,6 @@ func TestUpdateCascade(t *testing.T) {
 				"runtime 2.3.1-2-s1 -> 2.3.1-2-s2",
 				"app 1.0-3 -> 1.0-3-s1",
 				"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
-				"legacy-app 0.5-1 -> 0.5-1-s1",
 				"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
 			},
 			file: "app/changelog",
@@ -255,7 +252,7 @@ func TestUpdateAllOrNothing(t *testing.T) {
 	dir, cfg := fixtureCopy(t)
 	// 126 characters: a valid tag whose bump (129) is not.
 	long := "1." + strings.Repeat("0", 124)
-	setVersion(t, filepath.Join(dir, "legacy-app", "changelog"), long)
+	setVersion(t, filepath.Join(dir, "ci-runner", "changelog"), long)
 	// A version that does not start with a digit cannot be ordered.
 	setVersion(t, filepath.Join(dir, "app", "plugins", "app-plugin", "changelog"), "v0.1")
 	// An unknown dependency outside the cascade still stops it: it may be a
@@ -279,7 +276,7 @@ func TestUpdateAllOrNothing(t *testing.T) {
 	}
 	wantProblems := []string{
 		control + `:3: unknown dependency: tools depends on "runtme", which is neither an image under ` + dir + " nor in base_images",
-		filepath.Join(dir, "legacy-app", "changelog") + `: legacy-app: cannot bump version "` + long + `": "` + long + `-s1" is not a valid Docker tag`,
+		filepath.Join(dir, "ci-runner", "changelog") + `: ci-runner: cannot bump version "` + long + `": "` + long + `-s1" is not a valid Docker tag`,
 		filepath.Join(dir, "app", "plugins", "app-plugin", "changelog") + `: app-plugin: cannot bump version "v0.1": invalid Debian version "v0.1-s1": version number does not start with digit`,
 	}
 	var got []string
@@ -590,7 +587,6 @@ func TestUpdateBaseImage(t *testing.T) {
 			"tools 4.2.0-1 -> 4.2.0-1-s1",
 			"app 1.0-3 -> 1.0-3-s1",
 			"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
-			"legacy-app 0.5-1 -> 0.5-1-s1",
 			"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
 		}, "app/changelog"},
 		{"Depends, one image", "bookworm", []string{"tools 4.2.0-1 -> 4.2.0-1-s1"}, "tools/changelog"},

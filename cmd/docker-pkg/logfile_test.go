@@ -34,7 +34,7 @@ func TestBuildLogFile(t *testing.T) {
 	old := syscall.Umask(0o027)
 	defer syscall.Umask(old)
 	g := &globals{}
-	w, logger, closeLog, err := g.buildLog(&bytes.Buffer{})
+	w, logger, closeLog, err := g.buildLog(&bytes.Buffer{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

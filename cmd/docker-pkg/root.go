@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// globals are the reference's global flags.
+// globals are the reference's global flags, and how a command shows
+// warnings.
 type globals struct {
 	configFile string
 	debug      bool
@@ -24,6 +26,9 @@ type globals struct {
 	offline bool
 	// hinted: the hint about --offline was printed.
 	hinted bool
+	// warn prints a warning of the scan; nil prints "warning: ..." on the
+	// command's stderr.
+	warn func(builder.Warning)
 }
 
 // exitError ends the program with a given status; msg may be empty when
@@ -47,7 +52,9 @@ versions it, and an optional control file listing the images it depends on.
 Every command takes the directory to scan as its last argument.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("docker-pkg {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&g.configFile, "configfile", "c", "config.yaml", "configuration file")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log debug messages to the terminal instead of the log file")
 	root.PersistentFlags().BoolVar(&g.info, "info", false, "log informational messages to the terminal instead of the log file")
@@ -60,6 +67,7 @@ Every command takes the directory to scan as its last argument.`,
 		newRenderCmd(g),
 		newGraphCmd(g),
 		newLintCmd(g),
+		newVersionCmd(),
 	)
 	return root
 }
@@ -121,7 +129,12 @@ func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, 
 	}
 	// The list is lint's: repeated on every command, it hid everything else.
 	if n := len(b.Tree().Warnings); n > 0 {
-		fmt.Fprintf(stderr, "warning: %d %s; see docker-pkg lint %s\n", n, plural(n, "problem"), dir)
+		msg := fmt.Sprintf("%d %s; see docker-pkg lint %s", n, plural(n, "problem"), dir)
+		if g.warn != nil {
+			g.warn(builder.Warning{Message: msg})
+		} else {
+			fmt.Fprintf(stderr, "warning: %s\n", msg)
+		}
 	}
 	return b, nil
 }
@@ -134,6 +147,15 @@ func (g *globals) hintOffline(stderr io.Writer, cfg *config.Config, err error) {
 	}
 	g.hinted = true
 	fmt.Fprintf(stderr, "docker-pkg: the registry %s cannot be reached; to work from the local Docker daemon alone, without it, use --offline\n", cfg.Registry)
+}
+
+// longDigest is a sha256 digest as image IDs and build records hold them.
+var longDigest = regexp.MustCompile(`\bsha256:([0-9a-f]{12})[0-9a-f]{52}\b`)
+
+// shortDigests shortens every sha256 digest in s to its first 12 hex
+// digits, as docker images shows IDs: for people. --json keeps them whole.
+func shortDigests(s string) string {
+	return longDigest.ReplaceAllString(s, "sha256:$1")
 }
 
 // daemon returns a client for the local Docker daemon, or why there is

@@ -76,7 +76,8 @@ rebuilt, or a base image was refreshed) gets an entry saying
 image that depends on it the usual refresh entry. "docker-pkg plan" shows them
 as stale.
 
-It prints each image updated, parents first, as "* NAME OLD -> NEW";
+It prints each image updated, parents first, as "* NAME OLD -> NEW" (with
+--stale, each image built on a changed parent adds why, its digests short);
 --dry-run also prints the entries it would write, and writes nothing.`,
 		Example: `  docker-pkg update --reason 'CVE-2026-1234 in libfoo' core images
   docker-pkg update --version 1.3.0-1 --dry-run core images
@@ -146,7 +147,7 @@ func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir stri
 		return err
 	}
 	res.Lock = lock
-	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
+	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, nil, stdout)
 }
 
 // runUpdateStale is update --stale: the images whose build record names a
@@ -194,7 +195,11 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 		return err
 	}
 	res.Lock = lock
-	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
+	why := make(map[string]string, len(stale))
+	for _, d := range stale {
+		why[d.Image.Name] = d.Reason
+	}
+	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, why, stdout)
 }
 
 // lockTree takes DIR's changelog lock for an update that writes (none for
@@ -241,11 +246,16 @@ func lockTree(ctx context.Context, dir string, o *updateOptions, stderr io.Write
 	return lock, nil
 }
 
-// writeUpdate prints the changes of res and writes them, or with dryRun
-// prints the entries instead.
-func writeUpdate(ctx context.Context, tree *builder.Tree, dir string, res *builder.UpdateResult, dryRun bool, stdout io.Writer) error {
+// writeUpdate prints the changes of res, each with why when it has a
+// reason there, and writes them, or with dryRun prints the entries
+// instead, as they would be written.
+func writeUpdate(ctx context.Context, tree *builder.Tree, dir string, res *builder.UpdateResult, dryRun bool, why map[string]string, stdout io.Writer) error {
 	for _, c := range res.Changes {
-		fmt.Fprintf(stdout, "* %s %s -> %s\n", c.Image.Name, c.Old, c.New)
+		fmt.Fprintf(stdout, "* %s %s -> %s", c.Image.Name, c.Old, c.New)
+		if reason := why[c.Image.Name]; reason != "" {
+			fmt.Fprintf(stdout, " (%s)", shortDigests(reason))
+		}
+		fmt.Fprintln(stdout)
 	}
 	if dryRun {
 		fmt.Fprintln(stdout)

@@ -24,7 +24,7 @@ import (
 
 // The images each update of these tests writes, relative to the tree.
 var (
-	runtimeCascade = []string{"app/changelog", "app/plugins/app-plugin/changelog", "ci-runner/changelog", "legacy-app/changelog", "runtime/changelog"}
+	runtimeCascade = []string{"app/changelog", "app/plugins/app-plugin/changelog", "ci-runner/changelog", "runtime/changelog"}
 	appCascade     = []string{"app/changelog", "app/plugins/app-plugin/changelog"}
 )
 
@@ -251,11 +251,11 @@ func TestUpdateKilled(t *testing.T) {
 		says   string
 	}{
 		{at: "staged:1", says: "docker-pkg: removed 1 temporary files of an interrupted update\n"},
-		{at: "staged:5", says: "docker-pkg: removed 5 temporary files of an interrupted update\n"},
-		{at: "prepared", says: "docker-pkg: removed 5 temporary files of an interrupted update\n"},
-		{at: "journaled", landed: true, says: "docker-pkg: finished an update interrupted while writing changelogs (journal DIR/.docker-pkg.journal): wrote the last 5\n"},
-		{at: "renamed:1", landed: true, says: "docker-pkg: finished an update interrupted while writing changelogs (journal DIR/.docker-pkg.journal): wrote the last 4\n"},
-		{at: "renamed:5", landed: true, says: "docker-pkg: an update interrupted after writing its changelogs left its journal DIR/.docker-pkg.journal: removed it\n"},
+		{at: "staged:4", says: "docker-pkg: removed 4 temporary files of an interrupted update\n"},
+		{at: "prepared", says: "docker-pkg: removed 4 temporary files of an interrupted update\n"},
+		{at: "journaled", landed: true, says: "docker-pkg: finished an update interrupted while writing changelogs (journal DIR/.docker-pkg.journal): wrote the last 4\n"},
+		{at: "renamed:1", landed: true, says: "docker-pkg: finished an update interrupted while writing changelogs (journal DIR/.docker-pkg.journal): wrote the last 3\n"},
+		{at: "renamed:4", landed: true, says: "docker-pkg: an update interrupted after writing its changelogs left its journal DIR/.docker-pkg.journal: removed it\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.at, func(t *testing.T) {
@@ -307,10 +307,10 @@ func TestUpdateRefuses(t *testing.T) {
 		{name: "empty reason", args: []string{"--reason", "", "runtime"}, wantErr: "docker-pkg: --reason: invalid reason: it is empty\n"},
 		{name: "escape in the reason", args: []string{"--reason", "ok\x1b[2J", "runtime"}, wantErr: "docker-pkg: --reason: invalid reason: line 1 holds the control character U+001B; only newline and tab are allowed\n"},
 		{name: "read-only changelog", prepare: func(t *testing.T, dir string) {
-			if err := os.Chmod(filepath.Join(dir, "legacy-app", "changelog"), 0o444); err != nil {
+			if err := os.Chmod(filepath.Join(dir, "ci-runner", "changelog"), 0o444); err != nil {
 				t.Fatal(err)
 			}
-		}, args: []string{"runtime"}, wantErr: "docker-pkg: updating changelogs, nothing written: DIR/legacy-app/changelog: changelog is read-only (mode 0444): make it writable (chmod u+w) to update it\n"},
+		}, args: []string{"runtime"}, wantErr: "docker-pkg: updating changelogs, nothing written: DIR/ci-runner/changelog: changelog is read-only (mode 0444): make it writable (chmod u+w) to update it\n"},
 		{name: "control character in the maintainer", prepare: func(t *testing.T, dir string) {}, args: []string{"app"}, wantErr: "nothing written: DIR/app/changelog: invalid changelog entry: line 5 holds the control character U+0007"},
 	}
 	for _, tc := range tests {
