@@ -51,8 +51,6 @@ func TestEnginePlaceDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := &countingEngine{Client: cli}
-	p := &enginePlace{engine: eng, tree: tree}
 	tests := []struct {
 		label string
 		ok    bool
@@ -63,14 +61,44 @@ func TestEnginePlaceDaemon(t *testing.T) {
 		{busybox, true}, // another repository: inspected
 		{"docker-pkg-test/never-built:0", false},
 	}
-	for _, tt := range tests {
-		f, err := p.find(t.Context(), tt.label)
-		if err != nil || f.ok != tt.ok || tt.ok && f.id != want.ID {
-			t.Errorf("find(%s) = %+v, %v; want ok %v with ID %s", tt.label, f, err, tt.ok, want.ID)
+	for _, mode := range []struct {
+		list            bool
+		lists, inspects int32
+	}{
+		// Listed: only the labels outside ns/* are inspected.
+		{list: true, lists: 1, inspects: 2},
+		// A daemon holding many more images: every label is inspected.
+		{list: false, lists: 0, inspects: int32(len(tests))},
+	} {
+		eng := &countingEngine{Client: cli}
+		p := &enginePlace{engine: eng, tree: tree, listWhen: func(daemon, tree int) bool {
+			if daemon < 1 || tree != 2 {
+				t.Errorf("listWhen(%d, %d): want the daemon's image count and 2", daemon, tree)
+			}
+			return mode.list
+		}}
+		for _, tt := range tests {
+			f, err := p.find(t.Context(), tt.label)
+			if err != nil || f.ok != tt.ok || tt.ok && f.id != want.ID {
+				t.Errorf("list %v: find(%s) = %+v, %v; want ok %v with ID %s", mode.list, tt.label, f, err, tt.ok, want.ID)
+			}
+		}
+		if l, i := eng.lists.Load(), eng.inspects.Load(); l != mode.lists || i != mode.inspects {
+			t.Errorf("list %v: %d lists and %d inspects, want %d and %d", mode.list, l, i, mode.lists, mode.inspects)
 		}
 	}
-	if l, i := eng.lists.Load(), eng.inspects.Load(); l != 1 || i != 2 {
-		t.Errorf("%d lists and %d inspects, want 1 list and 2 inspects (the labels outside %s/*)", l, i, ns)
+}
+
+func TestCheapToList(t *testing.T) {
+	for _, tt := range []struct {
+		daemon, tree int
+		want         bool
+	}{
+		{200, 200, true}, {600, 200, true}, {601, 200, false}, {2800, 200, false}, {0, 1, true},
+	} {
+		if got := cheapToList(tt.daemon, tt.tree); got != tt.want {
+			t.Errorf("cheapToList(%d, %d) = %v, want %v", tt.daemon, tt.tree, got, tt.want)
+		}
 	}
 }
 
@@ -82,6 +110,10 @@ type failingEngine struct {
 
 func (f failingEngine) ImageList(context.Context, client.ImageListOptions) (client.ImageListResult, error) {
 	return client.ImageListResult{}, f.err
+}
+
+func (f failingEngine) Info(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
+	return client.SystemInfoResult{}, f.err
 }
 
 func (f failingEngine) ImageInspect(context.Context, string, ...client.ImageInspectOption) (client.ImageInspectResult, error) {

@@ -70,6 +70,14 @@ func (f *fakeDaemon) ImageList(_ context.Context, _ client.ImageListOptions) (cl
 	return res, nil
 }
 
+func (f *fakeDaemon) Info(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res client.SystemInfoResult
+	res.Info.Images = len(f.images)
+	return res, nil
+}
+
 // put stores a new image (a new ID) under label.
 func (f *fakeDaemon) put(label string, labels map[string]string) string {
 	f.mu.Lock()
