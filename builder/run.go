@@ -63,7 +63,8 @@ type ImageResult struct {
 	Reason   string // as Event.Reason
 	Err      error  // as Event.Err
 	Duration time.Duration
-	Size     int64 // bytes, of the image built; 0 when none was
+	Size     int64  // bytes, of the image built; 0 when none was
+	ID       string // image ID (config digest) of the image built; "" when none was
 	// Start is when its work started (zero when it never did), and Slot
 	// the build slot it held, as Event.Slot.
 	Start time.Time
@@ -356,6 +357,7 @@ func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageRe
 	if err != nil {
 		return err
 	}
+	res.ID = built.ID
 	if info, err := r.b.engine.ImageInspect(ctx, built.ID); err == nil {
 		res.Size = info.Size
 	} else {

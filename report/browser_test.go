@@ -3,7 +3,6 @@ package report
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"html"
 	"image/png"
@@ -20,8 +19,6 @@ import (
 
 	"github.com/docker-pkg/docker-pkg/internal/browser"
 )
-
-var screenshot = flag.Bool("screenshot", false, "write ../docs/report-example.png from the fixture-like run")
 
 // chromium returns Debian's Chromium; missing, it skips the test, or fails
 // it under CI=true (the CI set-up installs it).
@@ -161,17 +158,12 @@ func TestBrowserSeesRequests(t *testing.T) {
 	}
 }
 
-// TestScreenshot writes a screenshot of the fixture-like run's report;
-// with -screenshot, to ../docs/report-example.png.
+// TestScreenshot writes a screenshot of the fixture-like run's report.
+// docs/report.png is the real fixtures build's, made with
+// internal/browser/screenshot.
 func TestScreenshot(t *testing.T) {
 	c := chromium(t)
 	out := filepath.Join(t.TempDir(), "report.png")
-	if *screenshot {
-		out = filepath.Join("..", "docs", "report-example.png")
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const w, h = 1280, 1640
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -35,6 +35,7 @@ type buildFlags struct {
 	atomic   bool
 	builder  string
 	progress progressMode
+	report   string
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -115,6 +116,7 @@ failed or was skipped, 2 when no Docker daemon answers, 130 when interrupted.
 	f.StringVar(&o.builder, "builder", "", "classic or buildkit (default: builder from the configuration, classic)")
 	o.progress = progressAuto
 	f.Var(&o.progress, "progress", "how stderr shows progress: auto, tty, plain or json")
+	f.StringVar(&o.report, "report", "", "write a report of the run to FILE.html (one self-contained page) or FILE.json")
 	cmd.MarkFlagsMutuallyExclusive("nightly", "snapshot")
 	return cmd
 }
@@ -138,6 +140,12 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	if _, err := builder.Glob(o.selector); err != nil {
 		return err
 	}
+	if o.report != "" {
+		if err := checkReportPath(o.report); err != nil {
+			return err
+		}
+	}
+	started := time.Now()
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
@@ -245,6 +253,13 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 
 	fmt.Fprintln(stdout, "== Build done! ==")
 	failed += printSummary(stdout, res, append(unknown, published...), useColour(stdout))
+	var reportErr error
+	if o.report != "" {
+		run := runReport("docker-pkg build "+dir, b, plan, res, published, started, time.Now(), o.jobs)
+		if reportErr = writeReport(o.report, run); reportErr == nil {
+			fmt.Fprintf(stdout, "The report is at %s\n", o.report)
+		}
+	}
 	if !g.info && !g.debug {
 		fmt.Fprintf(stdout, "You can see the logs at ./%s\n", logFile)
 	}
@@ -254,7 +269,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	case failed > 0:
 		return &exitError{code: 1, msg: fmt.Sprintf("%d %s failed or skipped", failed, plural(failed, "image"))}
 	}
-	return nil
+	return reportErr
 }
 
 // eventSink passes the Builder's events to whichever printer the current
