@@ -269,10 +269,15 @@ func (l *locator) current(ctx context.Context, label string) (id string, ok bool
 }
 
 // record reads img's build record where its tag is: the same image in the
-// daemon and the registry, so the cheaper first.
+// daemon and the registry, so the place its state was read from first
+// (pulling: the registry, already asked), then the other.
 func (l *locator) record(ctx context.Context, img *image.Image) (image.Record, bool, error) {
+	order := []bool{false, true}
+	if l.pull {
+		order = []bool{true, false}
+	}
 	var errs []error
-	for _, remote := range []bool{false, true} {
+	for _, remote := range order {
 		f, err := l.find(ctx, remote, img.Label())
 		if err != nil {
 			errs = append(errs, err)

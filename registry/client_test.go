@@ -411,3 +411,50 @@ func BenchmarkPublishedCheck(b *testing.B) {
 		}
 	}
 }
+
+// The registry is pinged once per run, not once per repository, and the
+// config of an image whose labels are known is not fetched again.
+func TestRequestsPerImage(t *testing.T) {
+	noDockerConfig(t)
+	var pings, manifests, blobs atomic.Int32
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch {
+		case req.URL.Path == "/v2/":
+			pings.Add(1)
+		case strings.Contains(req.URL.Path, "/manifests/"):
+			manifests.Add(1)
+		case strings.Contains(req.URL.Path, "/blobs/"):
+			blobs.Add(1)
+		}
+		reg.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	const n = 12
+	for i := range n {
+		pushRandom(t, fmt.Sprintf("%s/ns/img%d:1", host, i))
+	}
+	pings.Store(0)
+	manifests.Store(0)
+	blobs.Store(0)
+	cache := t.TempDir()
+	for run := range 2 {
+		r := newTestRegistry(t, &config.Config{Registry: host}, WithLabelCache(cache))
+		var g errgroup.Group
+		for i := range n {
+			g.Go(func() error {
+				_, _, err := r.Config(t.Context(), fmt.Sprintf("%s/ns/img%d:1", host, i))
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		// Every config is read once, by the first run; the second finds
+		// them all in the cache.
+		if p, m, b := pings.Load(), manifests.Load(), blobs.Load(); p > int32(run+1) || m != int32(n*(run+1)) || b != n {
+			t.Errorf("after run %d: %d pings, %d manifests, %d blobs; want at most %d pings, %d manifests, %d blobs", run+1, p, m, b, run+1, n*(run+1), n)
+		}
+	}
+}
