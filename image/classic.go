@@ -239,26 +239,30 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }
 
-// tail passes what is written on to w and keeps the last tailLines lines.
-// A failing w does not fail the build: the log is a copy.
+// tail passes what is written on to w and keeps the last tailLines lines,
+// each cut to MaxLine bytes. A failing w does not fail the build: the log
+// is a copy.
 type tail struct {
 	w     io.Writer
 	lines []string
-	part  []byte
+	part  LineBuffer
 }
 
 func (t *tail) Write(p []byte) (int, error) {
 	_, _ = t.w.Write(p)
-	t.part = append(t.part, p...)
+	n := len(p)
 	for {
-		i := bytes.IndexByte(t.part, '\n')
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			break
 		}
-		t.add(string(bytes.TrimRight(t.part[:i], "\r")))
-		t.part = t.part[i+1:]
+		t.part.Add(p[:i])
+		t.add(strings.TrimRight(t.part.String(), "\r"))
+		t.part.Reset()
+		p = p[i+1:]
 	}
-	return len(p), nil
+	t.part.Add(p)
+	return n, nil
 }
 
 func (t *tail) add(line string) {
@@ -272,8 +276,8 @@ func (t *tail) add(line string) {
 // Lines returns the last lines written, an unfinished one included.
 func (t *tail) Lines() []string {
 	out := append([]string(nil), t.lines...)
-	if len(t.part) > 0 {
-		out = append(out, string(t.part))
+	if !t.part.Empty() {
+		out = append(out, t.part.String())
 	}
 	if len(out) > tailLines {
 		out = out[len(out)-tailLines:]

@@ -149,7 +149,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	var unknown []builder.ImageResult
 	for _, e := range plan.Entries {
 		if e.State == builder.Error {
-			fmt.Fprintf(errw, "[%s] failed: cannot tell whether it is built or published: %s\n", e.Image.Name, e.Reason)
+			fmt.Fprintf(errw, "[%s] failed: cannot tell whether it is built or published: %s\n", e.Image.Name, image.CutLine(e.Reason))
 			unknown = append(unknown, builder.ImageResult{Image: e.Image, Phase: builder.PhaseFailed, Reason: "state unknown"})
 		}
 	}
@@ -307,11 +307,11 @@ func printSummary(w io.Writer, res *builder.Result, published []builder.ImageRes
 			if errors.As(ir.Err, &be) {
 				result = "failed (" + string(be.Stage) + ")"
 			} else if ir.Reason != "" {
-				result += ": " + ir.Reason
+				result += ": " + image.CutLine(ir.Reason)
 			}
 		case builder.PhaseSkipped:
 			failed++
-			result += ": " + ir.Reason
+			result += ": " + image.CutLine(ir.Reason)
 		case builder.PhaseVerified:
 			if ir.Reason != "" {
 				result += " (" + ir.Reason + ")"

@@ -117,13 +117,14 @@ func (p *progress) status() string {
 }
 
 // stateLine is "[name] phase", the time it took and, for a failure, the
-// error and the last lines of the failing stage's log.
+// error and the last lines of the failing stage's log, every line cut to
+// image.MaxLine bytes.
 func stateLine(e builder.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s", e.Image.Name, e.Phase)
 	switch e.Phase {
 	case builder.PhaseFailed, builder.PhaseSkipped:
-		fmt.Fprintf(&b, ": %s", e.Reason)
+		fmt.Fprintf(&b, ": %s", image.CutLine(e.Reason))
 	case builder.PhaseBuilt, builder.PhaseVerified, builder.PhasePublished:
 		fmt.Fprintf(&b, " %s", e.Elapsed.Round(100*time.Millisecond))
 		if e.Reason != "" {
@@ -134,7 +135,7 @@ func stateLine(e builder.Event) string {
 	var be *image.BuildError
 	if e.Phase == builder.PhaseFailed && errors.As(e.Err, &be) {
 		for _, line := range be.Tail {
-			fmt.Fprintf(&b, "    %s\n", line)
+			fmt.Fprintf(&b, "    %s\n", image.CutLine(line))
 		}
 	}
 	return b.String()
