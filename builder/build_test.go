@@ -168,6 +168,11 @@ func (f *fakeDocker) ImageInspect(ctx context.Context, ref string, _ ...client.I
 	return client.ImageInspectResult{InspectResponse: apiimage.InspectResponse{ID: ref, Size: 4200}}, nil
 }
 
+// ContainerList is what a verify asks: no container to remove.
+func (f *fakeDocker) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
+	return client.ContainerListResult{}, nil
+}
+
 func (f *fakeDocker) startedNames() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -117,10 +117,21 @@ func (b *Builder) buildImage(ctx context.Context, backend Backend, r Rendered, r
 	})
 }
 
-// verify runs img's test against the image in the local engine. skipped
-// is true when it has none.
+// verify runs img's test against the image in the local engine, within
+// verify_timeout, and removes the containers it started. skipped is true
+// when it has none.
 func (b *Builder) verify(ctx context.Context, img *image.Image, log io.Writer) (skipped bool, err error) {
-	skipped, err = image.Verify(ctx, img, b.cfg.VerifyCommand, b.cfg.VerifyArgs, b.cfg.HTTPProxy, log)
+	o := image.VerifyOptions{
+		Command: b.cfg.VerifyCommand,
+		Args:    b.cfg.VerifyArgs,
+		Proxy:   b.cfg.HTTPProxy,
+		Timeout: b.cfg.VerifyTimeout,
+		Log:     log,
+	}
+	if b.engine != nil {
+		o.Containers = b.engine
+	}
+	skipped, err = image.Verify(ctx, img, o)
 	if skipped {
 		fmt.Fprintln(log, "no test to run: verification skipped")
 	}

@@ -213,9 +213,15 @@ func readBuild(r io.Reader, log io.Writer) (id, running string, err error) {
 	return id, "", nil
 }
 
+// containerRemover is what removeContainer needs of the Engine API.
+type containerRemover interface {
+	ContainerRemove(ctx context.Context, containerID string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	ContainerWait(ctx context.Context, containerID string, options client.ContainerWaitOptions) client.ContainerWaitResult
+}
+
 // removeContainer removes a container and waits until it is gone, even
 // when ctx is cancelled. A container already gone is not an error.
-func removeContainer(ctx context.Context, eng Engine, id string) error {
+func removeContainer(ctx context.Context, eng containerRemover, id string) error {
 	cctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	// The wait is registered first so the removal cannot slip past it.
