@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +56,7 @@ func buildEngine(ctx context.Context, eng Engine, req BuildRequest) (string, err
 	if err := writeDockerfile(dir, req.Dockerfile); err != nil {
 		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Err: err}
 	}
-	id, err := runBuild(ctx, eng, dir, img.Label(), req, log)
+	id, err := runBuild(ctx, eng, dir, append(slices.Clone(req.Tags), img.Label()), req, log)
 	if err != nil {
 		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Tail: log.Lines(), Err: err}
 	}
@@ -79,7 +80,7 @@ func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts Bu
 			err = fmt.Errorf("removing build-stage image %s: %w", label, rmErr)
 		}
 	}()
-	if _, err := runBuild(ctx, eng, dir, label, opts, log); err != nil {
+	if _, err := runBuild(ctx, eng, dir, []string{label}, opts, log); err != nil {
 		return err
 	}
 	// A created container is never started: its files can be read all the
@@ -111,12 +112,13 @@ func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts Bu
 	return nil
 }
 
-// runBuild sends dir to the daemon and builds it as tag.
-func runBuild(ctx context.Context, eng Engine, dir, tag string, opts BuildRequest, log *tail) (id string, err error) {
+// runBuild sends dir to the daemon and builds it, tagged with tags in
+// order.
+func runBuild(ctx context.Context, eng Engine, dir string, tags []string, opts BuildRequest, log *tail) (id string, err error) {
 	stream := tarContext(dir)
 	defer stream.Close()
 	bo := client.ImageBuildOptions{
-		Tags:        []string{tag},
+		Tags:        tags,
 		NoCache:     opts.NoCache,
 		Remove:      true,
 		ForceRemove: true,

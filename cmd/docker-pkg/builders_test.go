@@ -22,16 +22,17 @@ import (
 )
 
 // fixtureImages are the images of fixtures/images, in build order, with
-// the tags their changelogs give.
-var fixtureImages = []struct{ name, tag string }{
-	{"core", "1.2.0-1"},
-	{"build-tools", "0.9.0-1"},
-	{"runtime", "2.3.1-2-s1"},
-	{"tools", "4.2.0-1"},
-	{"app", "1.0-3"},
-	{"ci-runner", "3.1.4-1"},
-	{"legacy-app", "0.5-1"},
-	{"app-plugin", "0.1.0-1"},
+// the tags their changelogs give, and the tag each has after a build:
+// legacy-app fails its test and is kept as TAG-failed.
+var fixtureImages = []struct{ name, tag, built string }{
+	{"core", "1.2.0-1", "1.2.0-1"},
+	{"build-tools", "0.9.0-1", "0.9.0-1"},
+	{"runtime", "2.3.1-2-s1", "2.3.1-2-s1"},
+	{"tools", "4.2.0-1", "4.2.0-1"},
+	{"app", "1.0-3", "1.0-3"},
+	{"ci-runner", "3.1.4-1", "3.1.4-1"},
+	{"legacy-app", "0.5-1", "0.5-1-failed"},
+	{"app-plugin", "0.1.0-1", "0.1.0-1"},
 }
 
 // builderLogLine is a line of the log file that only the builder it names
@@ -56,8 +57,8 @@ func TestBuildersFixtures(t *testing.T) {
 	}
 	for _, img := range fixtureImages {
 		t.Run("same "+img.name, func(t *testing.T) {
-			classic := imageContents(t, cli, namespaces["classic"], img.name+":"+img.tag)
-			kit := imageContents(t, cli, namespaces["buildkit"], img.name+":"+img.tag)
+			classic := imageContents(t, cli, namespaces["classic"], img.name+":"+img.built)
+			kit := imageContents(t, cli, namespaces["buildkit"], img.name+":"+img.built)
 			if len(classic) < 3 {
 				t.Fatalf("the classic image holds only %q: nothing to compare", classic)
 			}
@@ -86,7 +87,7 @@ func buildFixtures(t *testing.T, cli *client.Client, ns, b string) {
 	var labels []string
 	for _, img := range fixtureImages {
 		label := ns + "/" + img.name + ":" + img.tag
-		labels = append(labels, label)
+		labels = append(labels, ns+"/"+img.name+":"+img.built)
 		built, row := "* Built image "+label+"\n", `(?m)^`+regexp.QuoteMeta(label)+` +verified +[0-9.ms]+ +[0-9.]+[kM]B$`
 		if img.name == "legacy-app" {
 			built, row = " ERROR: image "+ns+"/legacy-app failed to build, see logs for details\n", `(?m)^`+regexp.QuoteMeta(label)+` +failed \(verify\) `

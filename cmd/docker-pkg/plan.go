@@ -32,7 +32,10 @@ build chain adds because a selected image needs them, parents first (the order
 build uses). Each line gives the image's position in the build chain ("-" when
 it will not be built), its state, full label and why it is in that state:
 
-  to_build   not built, or no Docker daemon to ask
+  to_build   not built, or no Docker daemon to ask; also an image built
+             whose test failed (kept as TAG-failed) or never ended
+             (interrupted or killed): only an image that passed its test
+             counts as built
   built      present in the local daemon
   published  present in the registry
   error      the daemon or registry could not be asked
@@ -65,8 +68,8 @@ the templates use but control does not list) go to stderr.
 --json prints one object, {"images": [...]}, each image with name, tag,
 label, dir (relative to DIR), depends (short names of the scanned images it
 depends on), state, reason, code (the reason for programs: not_built,
-no_daemon, built_locally, published, check_failed, stale, changed,
-parent_rebuilt), selected (matches --select) and build (in the build chain).`,
+no_daemon, built_locally, published, check_failed, unverified, test_failed,
+stale, changed, parent_rebuilt), selected (matches --select) and build (in the build chain).`,
 		Example: `  docker-pkg -c fixtures/config.yaml plan fixtures/images
   docker-pkg plan --select '*/app*' images
   docker-pkg plan --why app images
