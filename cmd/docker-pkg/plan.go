@@ -58,6 +58,9 @@ preceded by its to_build dependencies, recursively. --select is a shell glob
 matched against the whole full label as the reference's fnmatch does: "*" also
 matches "/", so '*node*' selects registry/namespace/node20:1.0-1.
 
+The exit status is 1 when the state of an image shown is error, as build
+would then fail it, and 130 when interrupted.
+
 --why NAME prints, instead of the plan, NAME and every image it depends on,
 parents first, each with its state and reason: why NAME is built or not.
 
@@ -115,9 +118,25 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 		}
 	}
 	if o.json {
-		return printPlanJSON(stdout, b.Tree(), entries)
+		err = printPlanJSON(stdout, b.Tree(), entries)
+	} else {
+		err = printPlan(stdout, plan, entries, o.why == "")
 	}
-	return printPlan(stdout, plan, entries, o.why == "")
+	if err != nil {
+		return err
+	}
+	// As build would fail them: an image whose state is unknown is
+	// neither built nor published by it.
+	unknown := 0
+	for _, e := range entries {
+		if e.State == builder.Error {
+			unknown++
+		}
+	}
+	if unknown > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("the state of %d %s could not be checked (state error)", unknown, plural(unknown, "image"))}
+	}
+	return nil
 }
 
 // printPlan prints entries (the plan's, or those --why chose) as a table,
