@@ -58,9 +58,17 @@ verified.
 
 Progress goes to stderr, one line each time an image changes state (a live
 status line on a terminal); the full output of every build goes to
-./docker-pkg-build.log, or to stderr with --info or --debug. The exit status is
-1 when any image failed or was skipped, 2 when no Docker daemon answers, 130
-when interrupted.`,
+./docker-pkg-build.log, or to stderr with --info or --debug; every line is cut
+to 8 KiB. The exit status is 1 when any image failed or was skipped, 2 when no
+Docker daemon answers, 130 when interrupted.
+
+An image counts as built only once its test passed: one whose test fails is
+kept as TAG-failed, and one whose test was interrupted keeps TAG-unverified;
+the next build builds either again. A test that runs longer than
+verify_timeout seconds fails. The first interrupt (Ctrl-C, SIGTERM) stops the
+builds and tests and cleans up (a test gets SIGTERM, then SIGKILL after 10 s;
+the containers it started with --label "$DOCKER_PKG_VERIFY_LABEL" are
+removed); a second one quits at once.`,
 		Example: `  docker-pkg -c fixtures/config.yaml build fixtures/images
   docker-pkg build --select '*/app*' --jobs 4 images
   docker-pkg build --nightly --atomic images`,
