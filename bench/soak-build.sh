@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Soak test of build under kill -9 (not run in CI). KILLS times (default 50),
-# start `docker-pkg build --jobs 2` on a copy of the fixtures and kill it with
+# start `docker-pkg build --jobs 2` on a copy of fixtures/ whole (images/ and
+# failing/, where legacy-app fails its test) and kill it with
 # SIGKILL after a random delay of 0 to MAX_DELAY seconds (default 20): while
 # it scans, builds or runs a test. Four rounds in five start from no image
 # built; the fifth goes on from what the killed run left (images built but
@@ -11,9 +12,9 @@
 #     those of killed runs);
 #   - no container left of the soak's images: every image and container of
 #     the soak descends from a base image with a label of its own;
-#   - after the last build, plan says 7 images built and legacy-app to_build
-#     (its test fails on purpose), and no image is tagged -unverified: none
-#     counts as built without its test passing.
+#   - after the last build, plan says the 7 images of images/ built and
+#     legacy-app to_build (its test fails on purpose), and no image is tagged
+#     -unverified: none counts as built without its test passing.
 # Prints, for the kills: how many hit an image being built or tested, the
 # contexts and unverified images each left, and how long the containers of
 # killed tests took to go.
@@ -43,7 +44,7 @@ sed -i -e "s|^namespace: .*|namespace: $ns|" -e "s|^  - $base\$|  - $ns/busybox:
 export TMPDIR=$tmp XDG_CONFIG_HOME=$work/xdg XDG_CACHE_HOME=$work/xdg CI=true
 
 # build runs docker-pkg itself (exec), so $! of `build &` is its PID.
-build() { cd "$tree" && exec "$work/docker-pkg" -c config.yaml build --jobs 2 images; }
+build() { cd "$tree" && exec "$work/docker-pkg" -c config.yaml build --jobs 2 .; }
 
 echo "soak: $kills kills, each after 0-${max_delay}s, $(nproc) CPUs" >&2
 in_build=0 in_test=0 idle=0 ended=0 left_max=0 left_total=0 not_removed=0 marks=0
@@ -94,7 +95,7 @@ drain=$(($(date +%s) - drain_start))
 contexts=$(find "$tmp" -maxdepth 1 -name 'docker-pkg-ctx-*' | wc -l)
 left_containers=$(containers)
 verified=$(grep -c '^\* Built image ' "$work/out" || true)
-plan=$(cd "$tree" && "$work/docker-pkg" -c config.yaml plan images 2>/dev/null || true)
+plan=$(cd "$tree" && "$work/docker-pkg" -c config.yaml plan . 2>/dev/null || true)
 built=$(awk '$2 == "built"' <<<"$plan" | wc -l)
 legacy=$(awk '$3 ~ /\/legacy-app:/ { print $2 }' <<<"$plan")
 unverified=$(unverified)

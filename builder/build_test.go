@@ -357,6 +357,55 @@ func TestBuildJobsRunInParallel(t *testing.T) {
 			t.Errorf("%s: size %d, duration %s; want the inspected size and a duration", ir.Image.Name, ir.Size, ir.Duration)
 		}
 	}
+	checkLanes(t, res, rec, 2)
+}
+
+// checkLanes checks that every image built holds a slot from 1 to jobs,
+// the same in its events and its result, that two images of one slot
+// never overlap, and that event times never go back.
+func checkLanes(t *testing.T, res *Result, rec *recorder, jobs int) {
+	t.Helper()
+	type span struct {
+		name       string
+		start, end time.Time
+	}
+	lanes := map[int][]span{}
+	for _, ir := range res.Images {
+		if ir.Start.IsZero() {
+			continue
+		}
+		if ir.Slot < 1 || ir.Slot > jobs {
+			t.Errorf("%s: slot %d, want 1 to %d", ir.Image.Name, ir.Slot, jobs)
+		}
+		lanes[ir.Slot] = append(lanes[ir.Slot], span{ir.Image.Name, ir.Start, ir.Start.Add(ir.Duration)})
+	}
+	for slot, spans := range lanes {
+		slices.SortFunc(spans, func(a, b span) int { return a.start.Compare(b.start) })
+		for k := 1; k < len(spans); k++ {
+			if spans[k].start.Before(spans[k-1].end) {
+				t.Errorf("slot %d: %s started before %s ended", slot, spans[k].name, spans[k-1].name)
+			}
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var last time.Time
+	for _, e := range rec.events {
+		if e.Time.Before(last) || e.Time.IsZero() {
+			t.Errorf("%s %s at %v, after an event at %v", e.Image.Name, e.Phase, e.Time, last)
+		}
+		last = e.Time
+		switch e.Phase {
+		case PhaseBuilding, PhaseBuilt, PhaseVerified:
+			if want := res.Images[slices.IndexFunc(res.Images, func(ir ImageResult) bool { return ir.Image == e.Image })].Slot; e.Slot != want {
+				t.Errorf("%s %s: slot %d, want %d, its result's", e.Image.Name, e.Phase, e.Slot, want)
+			}
+		case PhaseSkipped:
+			if e.Slot != 0 {
+				t.Errorf("%s skipped in slot %d", e.Image.Name, e.Slot)
+			}
+		}
+	}
 }
 
 func TestBuildSkipsOnlyDescendantsOfFailure(t *testing.T) {
@@ -723,7 +772,7 @@ func TestSlotsGoInPlanOrder(t *testing.T) {
 	s := newSlots(1, [][]int{{}, {}, {0}})
 	got := make(chan int, 3)
 	go func() {
-		if s.acquire(ctx, 1) == nil {
+		if _, err := s.acquire(ctx, 1); err == nil {
 			got <- 1
 		}
 	}()
@@ -731,11 +780,11 @@ func TestSlotsGoInPlanOrder(t *testing.T) {
 	if granted(s, 1) {
 		t.Fatal("image 1 took the slot while image 0, before it in the plan, was about to ask")
 	}
-	if err := s.acquire(ctx, 0); err != nil {
+	if _, err := s.acquire(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		if s.acquire(ctx, 2) == nil {
+		if _, err := s.acquire(ctx, 2); err == nil {
 			got <- 2
 		}
 	}()
@@ -757,12 +806,12 @@ func TestSlotsSkipImagesThatWillNotAsk(t *testing.T) {
 	ctx := t.Context()
 	// 1 needs 0, which fails: 2 must not wait for 1.
 	s := newSlots(1, [][]int{{}, {0}, {}})
-	if err := s.acquire(ctx, 0); err != nil {
+	if _, err := s.acquire(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	s.finish(0, false)
 	done := make(chan error)
-	go func() { done <- s.acquire(ctx, 2) }()
+	go func() { _, err := s.acquire(ctx, 2); done <- err }()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -770,12 +819,12 @@ func TestSlotsSkipImagesThatWillNotAsk(t *testing.T) {
 
 func TestSlotsCancelledAcquireHoldsNothing(t *testing.T) {
 	s := newSlots(1, [][]int{{}, {}, {}})
-	if err := s.acquire(t.Context(), 0); err != nil {
+	if _, err := s.acquire(t.Context(), 0); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
-	go func() { done <- s.acquire(ctx, 1) }()
+	go func() { _, err := s.acquire(ctx, 1); done <- err }()
 	asking(t, s, 1)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -783,8 +832,32 @@ func TestSlotsCancelledAcquireHoldsNothing(t *testing.T) {
 	}
 	s.finish(1, false)
 	s.finish(0, true)
-	go func() { done <- s.acquire(t.Context(), 2) }()
+	go func() { _, err := s.acquire(t.Context(), 2); done <- err }()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSlotsNumbered(t *testing.T) {
+	ctx := t.Context()
+	s := newSlots(2, [][]int{{}, {}, {}, {}})
+	acquire := func(i int) int {
+		t.Helper()
+		n, err := s.acquire(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a, b := acquire(0), acquire(1); a != 1 || b != 2 {
+		t.Fatalf("images 0 and 1 got slots %d and %d, want 1 and 2", a, b)
+	}
+	s.finish(0, true)
+	if c := acquire(2); c != 1 {
+		t.Errorf("image 2 got slot %d, want 1, the one image 0 gave back", c)
+	}
+	s.finish(1, true)
+	if d := acquire(3); d != 2 {
+		t.Errorf("image 3 got slot %d, want 2, the one image 1 gave back", d)
 	}
 }

@@ -76,6 +76,7 @@ type options struct {
 	jobs      int
 	tagSuffix string
 	strict    bool
+	lenient   bool
 	logger    *slog.Logger
 	log       io.Writer
 	events    func(Event)
@@ -122,6 +123,13 @@ func WithStrictDependencies() Option {
 	return func(o *options) { o.strict = true }
 }
 
+// WithLenient makes a version constraint that is not met (`core (>= 2)`
+// while core is 1.0) a Warning of ProblemConstraint, so the tree can be
+// scanned and linted whole. Default: such a constraint is an error.
+func WithLenient() Option {
+	return func(o *options) { o.lenient = true }
+}
+
 // WithLogger sends messages (each image loaded, template warnings) to l.
 // Default (and nil): none.
 func WithLogger(l *slog.Logger) Option {
@@ -160,7 +168,7 @@ func New(ctx context.Context, dir string, cfg *config.Config, opts ...Option) (*
 		return nil, fmt.Errorf("jobs: want at least 1 image at a time, got %d", o.jobs)
 	}
 	n := image.Naming{Registry: cfg.Registry, Namespace: cfg.Namespace, TagSuffix: o.tagSuffix}
-	tree, err := scan(ctx, dir, cfg, n, o.strict, o.logger)
+	tree, err := scan(ctx, dir, cfg, n, o.strict, o.lenient, o.logger)
 	if err != nil {
 		return nil, err
 	}

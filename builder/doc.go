@@ -12,7 +12,11 @@
 //     its parents, through one per-image pipeline: render -> record ->
 //     build (on a Backend) -> verify. A failure skips only its descendants.
 //   - Publish, Update (version bumps that cascade to every descendant, all
-//     or nothing), Stale, Prune, Render.
+//     or nothing; of the images built on a base image too), Stale, Prune,
+//     Render.
+//   - Lint: every problem of the repository in one list (what the scan
+//     warns about, templates, links, stray temporary files), and the
+//     missing Depends that Fix adds to control files.
 //
 // It never prints: progress goes to WithEvents, build output to WithLog.
 package builder

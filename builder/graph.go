@@ -28,7 +28,7 @@ type Edge struct {
 }
 
 // link builds the graph over the loaded images and orders Images.
-func (t *Tree) link(results []scanned, baseImages []string, strict bool) error {
+func (t *Tree) link(results []scanned, baseImages []string, strict, lenient bool) error {
 	sort.Slice(results, func(i, j int) bool {
 		a, b := results[i].img, results[j].img
 		return a.Name < b.Name || a.Name == b.Name && a.Dir < b.Dir
@@ -49,6 +49,7 @@ func (t *Tree) link(results []scanned, baseImages []string, strict bool) error {
 		byName[r.img.Name] = i
 	}
 	bases := t.baseIndex(baseImages)
+	t.baseNames = bases
 	nodes := make([]node, len(results))
 	for i, r := range results {
 		img, nd := r.img, &nodes[i]
@@ -57,7 +58,12 @@ func (t *Tree) link(results []scanned, baseImages []string, strict bool) error {
 			switch {
 			case ok:
 				if err := checkConstraint(img, dep, results[p].img); err != nil {
-					errs = append(errs, err)
+					if lenient {
+						at := fmt.Sprintf("%s:%d", dep.File, dep.Line)
+						t.Warnings = append(t.Warnings, Warning{ProblemConstraint, at, strings.TrimPrefix(err.Error(), at+": ")})
+					} else {
+						errs = append(errs, err)
+					}
 				}
 				if !slices.Contains(nd.parents, p) {
 					nd.parents = append(nd.parents, p)
@@ -70,7 +76,7 @@ func (t *Tree) link(results []scanned, baseImages []string, strict bool) error {
 				if strict {
 					errs = append(errs, fmt.Errorf("%s:%d: %w: %s", dep.File, dep.Line, ErrMissing, msg))
 				} else {
-					t.Warnings = append(t.Warnings, Warning{fmt.Sprintf("%s:%d", dep.File, dep.Line), msg})
+					t.Warnings = append(t.Warnings, Warning{ProblemUnknownDependency, fmt.Sprintf("%s:%d", dep.File, dep.Line), msg})
 				}
 			}
 		}
@@ -83,7 +89,7 @@ func (t *Tree) link(results []scanned, baseImages []string, strict bool) error {
 					nd.implied = map[int]bool{}
 				}
 				nd.implied[p] = true
-				t.Warnings = append(t.Warnings, Warning{fmt.Sprintf("%s:%d", ref.file, ref.line), fmt.Sprintf(
+				t.Warnings = append(t.Warnings, Warning{ProblemMissingDepends, fmt.Sprintf("%s:%d", ref.file, ref.line), fmt.Sprintf(
 					"%s uses image %s (image_tag) but does not depend on it: add %q to Depends in %s",
 					img.Name, ref.name, ref.name, filepath.Join(img.Dir, image.ControlFile))})
 			case !ok && bases[ref.name] != "":

@@ -95,7 +95,7 @@ func chain(n int, loop bool) []scanned {
 func TestLongChain(t *testing.T) {
 	const n = 10000
 	tree := &Tree{}
-	if err := tree.link(chain(n, false), nil, false); err != nil {
+	if err := tree.link(chain(n, false), nil, false, false); err != nil {
 		t.Fatal(err)
 	}
 	last := fmt.Sprintf("img%05d", n-1)
@@ -109,7 +109,7 @@ func TestLongChain(t *testing.T) {
 		t.Errorf("last image = %s, want %s", got, last)
 	}
 
-	err := (&Tree{}).link(chain(n, true), nil, false)
+	err := (&Tree{}).link(chain(n, true), nil, false, false)
 	if !errors.Is(err, ErrCycle) {
 		t.Fatalf("link() error = %v, want a cycle", err)
 	}

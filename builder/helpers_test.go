@@ -17,7 +17,7 @@ func scanTree(ctx context.Context, dir string, cfg *config.Config, n image.Namin
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return scan(ctx, dir, cfg, n, o.strict, o.logger)
+	return scan(ctx, dir, cfg, n, o.strict, o.lenient, o.logger)
 }
 
 // builderFor is a Builder over an already scanned tree, as New makes it.

@@ -41,6 +41,9 @@ type locator struct {
 
 	mu      sync.Mutex
 	lookups map[lookupKey]*lookup
+	// unreachable is the first registry error that says the registry
+	// could not be reached at all (see Unreachable).
+	unreachable error
 }
 
 type lookupKey struct {
@@ -83,7 +86,16 @@ func (l *locator) find(ctx context.Context, remote bool, label string) (found, e
 		l.lookups[k] = lk
 	}
 	l.mu.Unlock()
-	lk.once.Do(func() { lk.f, lk.err = p.find(ctx, label) })
+	lk.once.Do(func() {
+		lk.f, lk.err = p.find(ctx, label)
+		if remote && registry.Unreachable(lk.err) {
+			l.mu.Lock()
+			if l.unreachable == nil {
+				l.unreachable = lk.err
+			}
+			l.mu.Unlock()
+		}
+	})
 	return lk.f, lk.err
 }
 

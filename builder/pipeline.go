@@ -36,7 +36,7 @@ func (b *Builder) renderImage(ctx context.Context, img *image.Image) (Rendered, 
 		return r, &image.BuildError{Image: img.Label(), Stage: image.StageRender, Err: err}
 	}
 	path := filepath.Join(img.Dir, image.TemplateFile)
-	df, err := b.render.RenderFile(path)
+	df, err := b.render.RenderFile(ctx, path)
 	if err != nil {
 		return fail(err)
 	}
@@ -47,7 +47,7 @@ func (b *Builder) renderImage(ctx context.Context, img *image.Image) (Rendered, 
 	}
 	r.Dockerfile = df
 	if img.BuildStage {
-		if r.BuildDockerfile, err = b.render.RenderFile(filepath.Join(img.Dir, image.BuildTemplateFile)); err != nil {
+		if r.BuildDockerfile, err = b.render.RenderFile(ctx, filepath.Join(img.Dir, image.BuildTemplateFile)); err != nil {
 			return fail(err)
 		}
 	}
@@ -102,7 +102,7 @@ func (b *Builder) record(ctx context.Context, r Rendered, revision string) (imag
 // folder, which is removed whatever happens.
 func (b *Builder) buildImage(ctx context.Context, backend Backend, r Rendered, rec image.Record, cache bool, log io.Writer) (image.Built, error) {
 	img := r.Image
-	dir, err := image.NewContext(ctx, img.Dir)
+	dir, err := image.NewContext(ctx, img.Dir, img.Root)
 	if err != nil {
 		return image.Built{}, &image.BuildError{Image: img.Label(), Stage: image.StageBuild, Err: err}
 	}

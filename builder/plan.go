@@ -154,6 +154,18 @@ type Plan struct {
 	loc             *locator // where the states were read; nil in tests
 }
 
+// Unreachable returns the first error of the registry that says it could
+// not be reached at all (see Unreachable), or nil: every image it was asked
+// about is then in Error.
+func (p *Plan) Unreachable() error {
+	if p.loc == nil {
+		return nil
+	}
+	p.loc.mu.Lock()
+	defer p.loc.mu.Unlock()
+	return p.loc.unreachable
+}
+
 // States returns every image's state, by short name.
 func (p *Plan) States() States { return p.states }
 

@@ -129,12 +129,12 @@ func TestPlanFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"build-tools", "runtime", "app", "ci-runner", "legacy-app", "app-plugin"}
+	want := []string{"build-tools", "runtime", "app", "ci-runner", "app-plugin"}
 	if got := names(plan.Chain()); !reflect.DeepEqual(got, want) {
 		t.Errorf("Chain() = %v, want %v", got, want)
 	}
-	if got := len(plan.Entries); got != 8 {
-		t.Errorf("len(Entries) = %d, want all 8 images", got)
+	if got := len(plan.Entries); got != 7 {
+		t.Errorf("len(Entries) = %d, want all 7 images", got)
 	}
 }
 

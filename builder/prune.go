@@ -10,6 +10,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"github.com/moby/moby/client"
 )
 
@@ -75,7 +76,7 @@ func (b *Builder) Prune(ctx context.Context, opts PruneOptions) ([]PruneReport, 
 		label := img.Label()
 		if opts.Nightly != "" {
 			tag := img.Version + "-" + opts.Nightly
-			if !dockerTag.MatchString(tag) {
+			if !ref.ValidTag(tag) {
 				return nil, fmt.Errorf("pruning: nightly ID %q gives %s the tag %q, which Docker does not accept", opts.Nightly, img.Name, tag)
 			}
 			label = img.Repo + ":" + tag

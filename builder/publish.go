@@ -147,6 +147,7 @@ func (p *publisher) emit(e Event) {
 	}
 	p.emitMu.Lock()
 	defer p.emitMu.Unlock()
+	e.Time = time.Now()
 	p.b.events(e)
 }
 

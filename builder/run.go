@@ -47,6 +47,13 @@ type Event struct {
 	// Elapsed is the time since the image started building (or, in
 	// Publish, started verifying or publishing).
 	Elapsed time.Duration
+	// Slot is the build slot the image holds in Build while it builds and
+	// verifies, 1 to WithJobs: the images of one slot never overlap, so
+	// each slot is a lane of the run's timeline. 0 when it holds none:
+	// skipped, failed before it got one (a pull), and in Publish.
+	Slot int
+	// Time is when the change happened.
+	Time time.Time
 }
 
 // ImageResult is what became of one image.
@@ -57,6 +64,10 @@ type ImageResult struct {
 	Err      error  // as Event.Err
 	Duration time.Duration
 	Size     int64 // bytes, of the image built; 0 when none was
+	// Start is when its work started (zero when it never did), and Slot
+	// the build slot it held, as Event.Slot.
+	Start time.Time
+	Slot  int
 }
 
 // Result is what a Build did.
@@ -105,7 +116,9 @@ var errFailFast = errors.New("an image failed and fail-fast is set")
 // image to build is pulled first; an image whose pull fails fails.
 //
 // Build returns an error without building anything when the backend
-// cannot be had (no daemon, an invalid builder configuration), and the
+// cannot be had (no daemon, an invalid builder configuration) or an image
+// of the chain has a symbolic link Build will not follow (image.ErrLink),
+// and the
 // partial result with ctx's error when ctx is cancelled: the images being
 // built are then interrupted, their temporary contexts and containers
 // removed. Failed images are in the Result, not the error.
@@ -125,6 +138,9 @@ func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Re
 		b.logger.Info("removed the build contexts of runs that were killed", "count", len(removed))
 	}
 	chain := plan.Chain()
+	if err := checkLinks(ctx, chain); err != nil {
+		return nil, err
+	}
 	r := &run{
 		b: b, o: opts, backend: backend, log: &lineLog{w: b.log}, plan: plan,
 		revision: image.Revision(ctx, b.tree.Dir),
@@ -160,6 +176,22 @@ func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Re
 		res.Pulls[label] = p.err
 	}
 	return res, ctx.Err()
+}
+
+// checkLinks refuses, before anything is built, a chain holding an image
+// whose folder has a symbolic link that points outside the repository or
+// nowhere: every such link is named, with its target.
+func checkLinks(ctx context.Context, chain []*image.Image) error {
+	var errs []error
+	for _, img := range chain {
+		if err := image.CheckLinks(ctx, img.Dir, img.Root); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("nothing built: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // run is one Build: what its goroutines share.
@@ -280,18 +312,19 @@ func (r *run) image(ctx context.Context, i int) {
 			}
 		}
 	}
-	if err := r.slots.acquire(ctx, i); err != nil {
+	slot, err := r.slots.acquire(ctx, i)
+	if err != nil {
 		r.skip(i, "")
 		return
 	}
-	ok = r.work(ctx, i)
+	ok = r.work(ctx, i, slot)
 }
 
-// work renders, builds and verifies image i, holding a slot.
-func (r *run) work(ctx context.Context, i int) bool {
+// work renders, builds and verifies image i, holding slot.
+func (r *run) work(ctx context.Context, i, slot int) bool {
 	img, res := r.chain[i], &r.results[i]
-	start := time.Now()
-	r.emit(Event{Image: img, Phase: PhaseBuilding})
+	start := r.emit(Event{Image: img, Phase: PhaseBuilding, Slot: slot})
+	res.Start, res.Slot = start, slot
 	log := r.log.writer(img.Name)
 	defer log.Close()
 	err := r.buildAndVerify(ctx, img, res, log, start)
@@ -299,7 +332,7 @@ func (r *run) work(ctx context.Context, i int) bool {
 	switch {
 	case err == nil:
 		res.Phase = PhaseVerified
-		r.emit(Event{Image: img, Phase: PhaseVerified, Reason: res.Reason, Elapsed: res.Duration})
+		r.emit(Event{Image: img, Phase: PhaseVerified, Reason: res.Reason, Elapsed: res.Duration, Slot: slot})
 		return true
 	case ctx.Err() != nil:
 		// Interrupted (fail-fast or the caller): the error is the
@@ -338,7 +371,7 @@ func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageRe
 	} else {
 		fmt.Fprintf(log, "cannot tell the size of %s: %v\n", img.Label(), err)
 	}
-	r.emit(Event{Image: img, Phase: PhaseBuilt, Elapsed: time.Since(start)})
+	r.emit(Event{Image: img, Phase: PhaseBuilt, Elapsed: time.Since(start), Slot: res.Slot})
 	skipped, err := r.b.verify(ctx, img, log)
 	if skipped {
 		res.Reason = "no test"
@@ -350,7 +383,7 @@ func (r *run) fail(i int, err error, elapsed time.Duration) {
 	img, res := r.chain[i], &r.results[i]
 	res.Phase, res.Err, res.Reason = PhaseFailed, err, err.Error()
 	r.causes[i] = img.Name
-	r.emit(Event{Image: img, Phase: PhaseFailed, Reason: res.Reason, Err: err, Elapsed: elapsed})
+	r.emit(Event{Image: img, Phase: PhaseFailed, Reason: res.Reason, Err: err, Elapsed: elapsed, Slot: res.Slot})
 	if r.o.FailFast {
 		r.cancel(errFailFast)
 	}
@@ -368,11 +401,14 @@ func (r *run) skip(i int, cause string) {
 	r.emit(Event{Image: r.chain[i], Phase: PhaseSkipped, Reason: res.Reason})
 }
 
-func (r *run) emit(e Event) {
-	if r.b.events == nil {
-		return
-	}
+// emit stamps e with the time, which never goes back from one event to
+// the next, delivers it and returns the time.
+func (r *run) emit(e Event) time.Time {
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
-	r.b.events(e)
+	e.Time = time.Now()
+	if r.b.events != nil {
+		r.b.events(e)
+	}
+	return e.Time
 }

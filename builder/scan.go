@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/dockerfile"
 	"github.com/docker-pkg/docker-pkg/image"
 	"golang.org/x/sync/errgroup"
 )
@@ -21,13 +22,39 @@ import (
 // the same short name.
 var ErrDuplicate = errors.New("duplicate image name")
 
-// Warning is a problem Scan found that does not stop a build or a plan.
-type Warning struct {
+// Problem is something wrong in the repository of image definitions that
+// a build goes on despite (or, with WithLenient, a version constraint that
+// is not met): what "docker-pkg lint" lists.
+type Problem struct {
+	Kind    ProblemKind
 	Path    string // the file (path:line where known) or folder to look at
 	Message string
 }
 
-func (w Warning) String() string { return w.Path + ": " + w.Message }
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// Warning is a problem Scan found that does not stop a build or a plan.
+type Warning = Problem
+
+// ProblemKind says what a Problem is about, for programs.
+type ProblemKind string
+
+// The kinds of problem.
+const (
+	ProblemHalfDefined       ProblemKind = "half-defined"       // a folder with only one of Dockerfile.template and changelog
+	ProblemMissingDepends    ProblemKind = "missing-depends"    // image_tag names an image control does not list
+	ProblemUnknownDependency ProblemKind = "unknown-dependency" // control names an image that is neither scanned nor a base image
+	ProblemConstraint        ProblemKind = "constraint"         // a versioned dependency the other image's version does not meet
+	ProblemRender            ProblemKind = "render"             // a template that does not render
+	ProblemNumericUser       ProblemKind = "numeric-user"       // force_numeric_user, and the last USER is a name
+	ProblemLink              ProblemKind = "link"               // a symbolic link out of the repository, or to nothing
+	ProblemTempFile          ProblemKind = "temp-file"          // a changelog temporary file a dead update left behind
+)
 
 // Tree is a scanned directory of image definitions and the graph between
 // them.
@@ -41,6 +68,9 @@ type Tree struct {
 	byName  map[string]int // short name -> index in Images
 	nodes   []node         // parallel to Images
 	missing []image.Dependency
+	// baseNames maps the names image_tag and control files give
+	// base_images entries to their labels.
+	baseNames map[string]string
 }
 
 // node is one image's place in the graph; ints index Tree.Images.
@@ -71,8 +101,17 @@ type templateRef struct {
 // image; folders inside it are still walked; hidden folders (.git) are not.
 // Errors in several images are reported together. With strict, a
 // dependency on an image neither scanned nor in base_images is an error,
-// not a warning.
-func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict bool, logger *slog.Logger) (*Tree, error) {
+// not a warning; with lenient, a version constraint not met is a warning,
+// not an error.
+func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict, lenient bool, logger *slog.Logger) (*Tree, error) {
+	return scanWith(ctx, dir, cfg, n, strict, lenient, logger, load)
+}
+
+// loader reads one image folder, as load does.
+type loader func(dir, root string, n image.Naming, engine string) scanned
+
+// scanWith is scan reading each image folder with load.
+func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict, lenient bool, logger *slog.Logger, load loader) (*Tree, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", dir, err)
@@ -102,7 +141,7 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				r := load(d, n)
+				r := load(d, abs, n, cfg.TemplateEngine)
 				if r.err == nil {
 					logger.Debug("loaded image", "name", r.img.Name, "dir", d)
 				}
@@ -131,7 +170,7 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 		return nil, errors.Join(errs...)
 	}
 	t := &Tree{Dir: abs, Warnings: warnings, naming: n, workers: workers}
-	if err := t.link(results, cfg.BaseImages, strict); err != nil {
+	if err := t.link(results, cfg.BaseImages, strict, lenient); err != nil {
 		return nil, err
 	}
 	sort.SliceStable(t.Warnings, func(i, j int) bool { return t.Warnings[i].Path < t.Warnings[j].Path })
@@ -200,9 +239,9 @@ func walk(ctx context.Context, root string) ([]string, []Warning, error) {
 		case f.template && f.changelog:
 			dirs = append(dirs, dir)
 		case f.template:
-			warnings = append(warnings, Warning{dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
+			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
 		case f.changelog:
-			warnings = append(warnings, Warning{dir, "has " + image.ChangelogFile + " but no " + image.TemplateFile + "; skipped"})
+			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.ChangelogFile + " but no " + image.TemplateFile + "; skipped"})
 		}
 	}
 	if len(errs) > 0 {
@@ -213,11 +252,12 @@ func walk(ctx context.Context, root string) ([]string, []Warning, error) {
 	return dirs, warnings, nil
 }
 
-func load(dir string, n image.Naming) scanned {
+func load(dir, root string, n image.Naming, engine string) scanned {
 	img, err := image.Load(dir, n)
 	if err != nil {
 		return scanned{err: err}
 	}
+	img.Root = root
 	r := scanned{img: img}
 	files := []string{image.TemplateFile}
 	if img.BuildStage {
@@ -225,95 +265,14 @@ func load(dir string, n image.Naming) scanned {
 	}
 	for _, name := range files {
 		path := filepath.Join(dir, name)
-		src, err := os.ReadFile(path)
+		src, err := dockerfile.ReadTemplate(path)
 		if err != nil {
 			return scanned{err: fmt.Errorf("reading template: %w", err)}
 		}
-		r.refs = append(r.refs, templateRefs(path, string(src))...)
+		refs, _ := dockerfile.ImageRefs(engine, path, src) // a template that does not parse fails its render, which says why
+		for _, ref := range refs {
+			r.refs = append(r.refs, templateRef{ref.Name, path, ref.Line})
+		}
 	}
 	return r
-}
-
-// templateRefs finds the image names a template passes to image_tag, in
-// Jinja (`"x" | image_tag`) or Go template (`image_tag "x"`) form. It reads
-// the source, not a render: good enough to order the graph and to warn
-// about a Depends that control forgot, and far cheaper than a regexp over
-// every template of a large tree.
-func templateRefs(path, src string) []templateRef {
-	const word = "image_tag"
-	var refs []templateRef
-	line, counted := 1, 0
-	for at := 0; ; {
-		k := strings.Index(src[at:], word)
-		if k < 0 {
-			return refs
-		}
-		k += at
-		at = k + len(word)
-		if k > 0 && isNameByte(src[k-1]) || at < len(src) && isNameByte(src[at]) {
-			continue // part of a longer identifier
-		}
-		name, ok := quotedBefore(src[:k])
-		if !ok {
-			name, ok = quotedAfter(src[at:])
-		}
-		if !ok {
-			continue
-		}
-		line += strings.Count(src[counted:k], "\n")
-		counted = k
-		refs = append(refs, templateRef{name, path, line})
-	}
-}
-
-// quotedBefore matches `"name" |` at the end of s.
-func quotedBefore(s string) (string, bool) {
-	s = strings.TrimRight(s, " \t\n")
-	if !strings.HasSuffix(s, "|") {
-		return "", false
-	}
-	s = strings.TrimRight(s[:len(s)-1], " \t\n")
-	if s == "" || s[len(s)-1] != '"' && s[len(s)-1] != '\'' {
-		return "", false
-	}
-	q := s[len(s)-1]
-	s = s[:len(s)-1]
-	start := strings.LastIndexByte(s, q)
-	if start < 0 || !validName(s[start+1:]) {
-		return "", false
-	}
-	return s[start+1:], true
-}
-
-// quotedAfter matches ` "name"` or `("name"` at the start of s.
-func quotedAfter(s string) (string, bool) {
-	s = strings.TrimLeft(s, " \t\n")
-	if strings.HasPrefix(s, "(") {
-		s = strings.TrimLeft(s[1:], " \t\n")
-	}
-	if s == "" || s[0] != '"' && s[0] != '\'' {
-		return "", false
-	}
-	end := strings.IndexByte(s[1:], s[0])
-	if end < 0 || !validName(s[1:1+end]) {
-		return "", false
-	}
-	return s[1 : 1+end], true
-}
-
-func isNameByte(c byte) bool {
-	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
-}
-
-// validName is an image short name as control files may write it.
-func validName(s string) bool {
-	if s == "" || !isNameByte(s[0]) || s[0] == '_' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; !isNameByte(c) && c != '.' && c != '+' && c != '-' {
-			return false
-		}
-	}
-	return true
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,27 +84,32 @@ func TestScanNotAFile(t *testing.T) {
 	}
 }
 
-// TestScanCancelledWhileBlocked makes the scan block reading a
-// Dockerfile.template that is a named pipe with a writer that never
-// writes: a cancel must end the scan all the same.
+// TestScanCancelledWhileBlocked makes every read of an image folder block,
+// as on a hung network file system (a named pipe no longer does: each file
+// is read without waiting for a writer): a cancel must end the scan all
+// the same.
 func TestScanCancelledWhileBlocked(t *testing.T) {
 	root := writeTree(t, img("a", "a", "1.0", "", "FROM scratch\n"), img("b", "b", "1.0", "", "FROM scratch\n"))
-	fifo := filepath.Join(root, "b", image.TemplateFile)
-	if err := os.Remove(fifo); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		t.Fatal(err)
+	reading := make(chan struct{}, 2)
+	release := make(chan struct{})
+	defer close(release) // then the blocked reads end
+	blocked := func(dir, root string, n image.Naming, engine string) scanned {
+		reading <- struct{}{}
+		<-release
+		return load(dir, root, n, engine)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := scanTree(ctx, root, testConfig(), image.Naming{})
+		_, err := scanWith(ctx, root, testConfig(), image.Naming{}, false, false, slog.New(slog.DiscardHandler), blocked)
 		done <- err
 	}()
-	w := waitReader(t, fifo, done)
-	defer w.Close() // then the blocked read ends
+	select {
+	case <-reading:
+	case err := <-done:
+		t.Fatalf("the scan ended before reading: %v", err)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -116,25 +121,14 @@ func TestScanCancelledWhileBlocked(t *testing.T) {
 	}
 }
 
-// waitReader waits until something opens the named pipe path to read it
-// and returns the pipe's write end, held open so that the reader blocks
-// in read. It fails the test if done reports first.
-func waitReader(t *testing.T, path string, done <-chan error) *os.File {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		// Opening the write end without blocking works only once there is a
-		// reader.
-		w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
-		if err == nil {
-			return w
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("ended before reading %s: %v", path, err)
-		case <-time.After(20 * time.Millisecond):
-		}
+// TestScanWalkCancelled cancels a scan of a tree before its walk ends:
+// the walk stops there rather than reading the rest of the tree.
+func TestScanWalkCancelled(t *testing.T) {
+	root := writeTree(t, img("a", "a", "1.0", "", "FROM scratch\n"))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, _, err := walk(ctx, root)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("walk: %v, want context.Canceled", err)
 	}
-	t.Fatalf("nothing read %s", path)
-	return nil
 }

@@ -3,7 +3,6 @@ package builder
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -83,7 +82,7 @@ func TestScanFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantOrder := []string{"core", "build-tools", "runtime", "tools", "app", "ci-runner", "legacy-app", "app-plugin"}
+	wantOrder := []string{"core", "build-tools", "runtime", "tools", "app", "ci-runner", "app-plugin"}
 	if got := names(tree.Images); !reflect.DeepEqual(got, wantOrder) {
 		t.Errorf("Images = %v, want %v", got, wantOrder)
 	}
@@ -108,6 +107,29 @@ func TestScanFixtures(t *testing.T) {
 	}
 	if len(tree.Missing()) != 0 {
 		t.Errorf("Missing() = %v", tree.Missing())
+	}
+}
+
+// TestScanFixturesWithFailing scans fixtures/ whole: fixtures/failing adds
+// images built on fixtures/images.
+func TestScanFixturesWithFailing(t *testing.T) {
+	cfg, err := config.LoadFiles("", "../fixtures/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := scanTree(context.Background(), "../fixtures", cfg, image.Naming{Namespace: cfg.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOrder := []string{"core", "build-tools", "runtime", "tools", "app", "ci-runner", "legacy-app", "app-plugin", "legacy-plugin"}
+	if got := names(tree.Images); !reflect.DeepEqual(got, wantOrder) {
+		t.Errorf("Images = %v, want %v", got, wantOrder)
+	}
+	if got, want := warnings(tree, tree.Dir), []string{"ROOT/images/wip: has Dockerfile.template but no changelog; skipped"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Warnings = %q, want %q", got, want)
+	}
+	if got, want := names(tree.Descendants("runtime")), []string{"app", "ci-runner", "legacy-app", "app-plugin", "legacy-plugin"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Descendants(runtime) = %v, want %v", got, want)
 	}
 }
 
@@ -148,7 +170,7 @@ func TestScan(t *testing.T) {
 				img("a", "a", "1", "", "FROM scratch"),
 				img("b", "b", "1", "", "FROM scratch"),
 				img("c", "c", "1", "b", "FROM {{ 'a'|image_tag }}\nCOPY --from={{ \"b\" | image_tag }} / /\n# itself: {{ \"c\" | image_tag }}\n"),
-				img("d", "d", "1", "", "FROM scratch\n\nFROM {{ image_tag \"c\" }}\n"),
+				img("d", "d", "1", "", "FROM scratch\n\nFROM {{ \"c\" | image_tag }}\n"),
 				{"d/Dockerfile.build.template": `FROM {{ "a" | image_tag }}`},
 				img("e", "e", "1", "", `FROM {{ "unknown" | image_tag }}`),
 			},
@@ -311,33 +333,27 @@ func TestScanCancelled(t *testing.T) {
 	}
 }
 
-func TestTemplateRefs(t *testing.T) {
-	tests := []struct {
-		name string
-		src  string
-		want []string // name:line
-	}{
-		{"jinja filter", `FROM {{ "core" | image_tag }}`, []string{"core:1"}},
-		{"single quotes, no spaces", `FROM {{'core'|image_tag}}`, []string{"core:1"}},
-		{"go template call", "\n\nFROM {{ image_tag \"core\" }}", []string{"core:3"}},
-		{"call with parentheses", `{{ image_tag("a.b+c-1") }}`, []string{"a.b+c-1:1"}},
-		{"several on several lines", "FROM {{ \"a\" | image_tag }}\nCOPY --from={{ \"b\" | image_tag }} / /\n\nFROM {{ image_tag 'c' }}",
-			[]string{"a:1", "b:2", "c:4"}},
-		{"filter split over lines", "{{ \"a\"\n   | image_tag }}", []string{"a:2"}},
-		{"a variable, not a literal", `{{ base | image_tag }}`, nil},
-		{"a longer identifier", `{{ "a" | image_tags }} {{ my_image_tag "b" }}`, nil},
-		{"mismatched quotes", `{{ "a' | image_tag }}`, nil},
-		{"not a name", `{{ "a b" | image_tag }} {{ image_tag "" }}`, nil},
-		{"no helper", `FROM scratch`, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			for _, r := range templateRefs("T", tt.src) {
-				got = append(got, fmt.Sprintf("%s:%d", r.name, r.line))
+// TestScanTemplateRefsDialect: Scan reads image_tag with the tree's
+// template_engine, so only references the engine evaluates order the graph.
+func TestScanTemplateRefsDialect(t *testing.T) {
+	for _, tt := range []struct{ engine, template string }{
+		{"jinja2", "{# {{ \"c\" | image_tag }} #}\nFROM {{ \"a\" | image_tag }}\n"},
+		{"go", "{{/* image_tag \"c\" */}}\nFROM {{ image_tag \"a\" }}\n"},
+	} {
+		t.Run(tt.engine, func(t *testing.T) {
+			root := writeTree(t, img("a", "a", "1", "", "FROM scratch"), img("b", "b", "1", "", tt.template), img("c", "c", "1", "b", "FROM scratch"))
+			cfg := testConfig()
+			cfg.TemplateEngine = tt.engine
+			tree, err := scanTree(context.Background(), root, cfg, image.Naming{})
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("templateRefs(%q) = %v, want %v", tt.src, got, tt.want)
+			if got, want := names(tree.Images), []string{"a", "b", "c"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("Images = %v, want %v (b after a, which it uses; c after b, not before)", got, want)
+			}
+			want := []string{`ROOT/b/Dockerfile.template:2: b uses image a (image_tag) but does not depend on it: add "a" to Depends in ROOT/b/control`}
+			if got := warnings(tree, root); !reflect.DeepEqual(got, want) {
+				t.Errorf("Warnings =\n%q\nwant\n%q", got, want)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/docker-pkg/docker-pkg/image"
@@ -14,10 +15,14 @@ import (
 // so images waiting on parents hold none. A free slot goes to the first
 // image in plan order that asks for one or is about to (all its parents
 // built, still pulling or not yet scheduled): with one slot, images build
-// in plan order whatever the goroutines' timing.
+// in plan order whatever the goroutines' timing. Each slot has a number,
+// 1 to n, so that the images one slot held, one after the other, make a
+// lane of the run's timeline.
 type slots struct {
 	mu       sync.Mutex
 	free     int
+	busy     []bool  // by slot number - 1
+	held     []int   // by image: the slot number it holds, 0 for none
 	parents  [][]int // positions in the chain; read-only
 	children [][]int
 	state    []slotState
@@ -38,6 +43,8 @@ const (
 func newSlots(n int, parents [][]int) *slots {
 	s := &slots{
 		free:     n,
+		busy:     make([]bool, n),
+		held:     make([]int, len(parents)),
 		parents:  parents,
 		children: make([][]int, len(parents)),
 		state:    make([]slotState, len(parents)),
@@ -54,8 +61,9 @@ func newSlots(n int, parents [][]int) *slots {
 	return s
 }
 
-// acquire waits for a slot for image i. On error (ctx done) i holds none.
-func (s *slots) acquire(ctx context.Context, i int) error {
+// acquire waits for a slot for image i and returns its number, 1 to n.
+// On error (ctx done) i holds none.
+func (s *slots) acquire(ctx context.Context, i int) (int, error) {
 	s.mu.Lock()
 	s.state[i] = slotAsking
 	granted := make(chan struct{})
@@ -64,17 +72,26 @@ func (s *slots) acquire(ctx context.Context, i int) error {
 	s.mu.Unlock()
 	select {
 	case <-granted:
-		return nil
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.held[i], nil
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state[i] == slotHolding { // granted meanwhile: give it back
-		s.free++
+		s.release(i)
 	}
 	s.state[i] = slotWaiting
 	s.dispatch()
-	return ctx.Err()
+	return 0, ctx.Err()
+}
+
+// release frees the slot image i holds.
+func (s *slots) release(i int) {
+	s.busy[s.held[i]-1] = false
+	s.held[i] = 0
+	s.free++
 }
 
 // finish records image i's end, built or not, and frees its slot if it
@@ -83,7 +100,7 @@ func (s *slots) finish(i int, built bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state[i] == slotHolding {
-		s.free++
+		s.release(i)
 	}
 	s.state[i] = slotFinished
 	for _, c := range s.children[i] {
@@ -97,13 +114,16 @@ func (s *slots) finish(i int, built bool) {
 }
 
 // dispatch hands the free slots out in plan order, keeping one for each
-// image about to ask that comes before the one asking.
+// image about to ask that comes before the one asking. An image gets the
+// free slot of lowest number.
 func (s *slots) dispatch() {
 	free := s.free
 	for k := 0; k < len(s.state) && free > 0; k++ {
 		switch {
 		case s.state[k] == slotAsking:
 			s.state[k] = slotHolding
+			s.held[k] = slices.Index(s.busy, false) + 1
+			s.busy[s.held[k]-1] = true
 			s.free--
 			free--
 			close(s.grant[k])

@@ -89,7 +89,7 @@ func (b *Builder) drift(ctx context.Context, loc *locator, img *image.Image, inp
 		}
 		ids[p] = id
 	}
-	digest, err := image.InputsDigest(ctx, img.Dir, image.Inputs{Dockerfile: df, BuildDockerfile: bdf, Parents: ids})
+	digest, err := image.InputsDigest(ctx, img.Dir, img.Root, image.Inputs{Dockerfile: df, BuildDockerfile: bdf, Parents: ids})
 	if err != nil || digest == rec.Inputs {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func (b *Builder) UpdateStale(req UpdateRequest, stale []Drift) (*UpdateResult, 
 	if len(problems) > 0 {
 		return nil, &UpdateError{Target: "stale images", Problems: dedupe(problems)}
 	}
-	res := &UpdateResult{}
+	res := &UpdateResult{dir: t.Dir}
 	for _, img := range t.Images { // parents first
 		m := byName[img.Name]
 		if m == nil {

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 )
 
 // DefaultReason is the reason of an update when none is given.
@@ -21,7 +22,10 @@ const DefaultReason = "Security update"
 // what goes into it. Set exactly one of Name and Select.
 type UpdateRequest struct {
 	// Name is the short name of the image to update, matched exactly: "php"
-	// does not select "sury-php", unlike the reference's glob.
+	// does not select "sury-php", unlike the reference's glob. It may also
+	// name a base_images entry as image_tag names it ("bookworm"): then the
+	// images built on it are updated, every entry saying "Refresh for
+	// update in parent image bookworm:" and Reason.
 	Name string
 	// Select is a shell glob (see Glob) on full labels: every image it
 	// matches is updated, as if named one by one.
@@ -44,8 +48,8 @@ type UpdateRequest struct {
 // distribution and update_id, the author and email changelog.Maintainer
 // finds (DEBFULLNAME/DEBEMAIL, git config, then cfg's fallbacks) and date
 // now. The caller sets Name or Select.
-func NewUpdateRequest(cfg *config.Config, now time.Time) UpdateRequest {
-	author, email := changelog.Maintainer(cfg.FallbackAuthor, cfg.FallbackEmail)
+func NewUpdateRequest(ctx context.Context, cfg *config.Config, now time.Time) UpdateRequest {
+	author, email := changelog.Maintainer(ctx, cfg.FallbackAuthor, cfg.FallbackEmail)
 	return UpdateRequest{
 		Reason:       DefaultReason,
 		Distribution: cfg.Distribution,
@@ -59,6 +63,14 @@ func NewUpdateRequest(cfg *config.Config, now time.Time) UpdateRequest {
 // UpdateResult is an update computed but not yet written.
 type UpdateResult struct {
 	Changes []Change // parents first
+
+	// Lock is the tree's changelog lock, held by the caller since before
+	// the tree was scanned for this update, so that no other run writes in
+	// between. Default (nil): Write takes the lock itself for the write,
+	// and refuses a changelog another run changed since Update read it.
+	Lock *changelog.Lock
+
+	dir string // the tree's folder, where Write takes the lock
 }
 
 // Change is one image's new changelog entry.
@@ -101,10 +113,6 @@ var (
 	ErrNoSuchImage = errors.New("no such image")
 )
 
-// dockerTag is the grammar the Engine accepts for a tag; a version becomes
-// one.
-var dockerTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-
 // Update computes the new changelog entry of the requested images and of
 // every image that depends on them, directly or not (control files and
 // image_tag in templates alike), parents first. Every new version is
@@ -119,7 +127,7 @@ func (b *Builder) Update(req UpdateRequest) (*UpdateResult, error) {
 }
 
 func (t *Tree) update(req UpdateRequest) (*UpdateResult, error) {
-	roots, target, err := t.updateRoots(req)
+	roots, target, base, err := t.updateRoots(req)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +153,7 @@ func (t *Tree) update(req UpdateRequest) (*UpdateResult, error) {
 	}
 
 	problems := t.missingProblems()
-	res := &UpdateResult{}
+	res := &UpdateResult{dir: t.Dir}
 	newVersion := map[string]string{}
 	for _, img := range t.Images { // parents first
 		root, parents := isRoot[img.Name], parentOf[img.Name]
@@ -153,14 +161,19 @@ func (t *Tree) update(req UpdateRequest) (*UpdateResult, error) {
 			continue
 		}
 		path := filepath.Join(img.Dir, image.ChangelogFile)
-		next, err := nextVersion(img, req, root)
+		next, err := nextVersion(img, req, root && base == "")
 		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: %s: %w", path, img.Name, err))
 			continue
 		}
 		newVersion[img.Name] = next
 		reason := req.Reason
-		if !root {
+		switch {
+		case base != "":
+			// As the reference words it: every image is refreshed for the
+			// base image, whichever of them it is built on.
+			reason = fmt.Sprintf("Refresh for update in parent image %s:\n%s", req.Name, req.Reason)
+		case !root:
 			word := "image"
 			if len(parents) > 1 {
 				word = "images"
@@ -202,37 +215,56 @@ func (t *Tree) missingProblems() []error {
 }
 
 // updateRoots returns the requested images, in Images order, and how to
-// name the request in errors.
-func (t *Tree) updateRoots(req UpdateRequest) ([]*image.Image, string, error) {
+// name the request in errors. When Name is not a scanned image but a
+// base_images entry (named as image_tag names it: "bookworm" for
+// registry/namespace/bookworm:TAG, or as control files may), the roots
+// are the images built on it (image_tag in a template, or Depends) and
+// base is its label.
+func (t *Tree) updateRoots(req UpdateRequest) (roots []*image.Image, target, base string, err error) {
 	switch {
 	case req.Name != "" && req.Select != "":
-		return nil, "", errors.New("updating: give an image name or a selection, not both")
+		return nil, "", "", errors.New("updating: give an image name or a selection, not both")
 	case req.Name != "":
-		img := t.Image(req.Name)
-		if img == nil {
-			return nil, "", fmt.Errorf("updating %s: %w under %s (the name is the short name from the changelog; use a selection for a pattern)",
+		if img := t.Image(req.Name); img != nil {
+			return []*image.Image{img}, req.Name, "", nil
+		}
+		base = t.baseNames[req.Name]
+		if base == "" {
+			return nil, "", "", fmt.Errorf("updating %s: %w under %s nor in base_images (the name is the short name from the changelog, or a base image as image_tag names it; use a selection for a pattern)",
 				req.Name, ErrNoSuchImage, t.Dir)
 		}
-		return []*image.Image{img}, req.Name, nil
+		if req.Version != "" {
+			return nil, "", "", fmt.Errorf("updating %s: --version gives an image under %s a new version; %s is a base image (%s), whose version is not written here",
+				req.Name, t.Dir, req.Name, base)
+		}
+		for i, img := range t.Images {
+			if slices.Contains(t.nodes[i].bases, base) {
+				roots = append(roots, img)
+			}
+		}
+		if len(roots) == 0 {
+			return nil, "", "", fmt.Errorf("updating %s: no image under %s is built on the base image %s (through image_tag or Depends)",
+				req.Name, t.Dir, base)
+		}
+		return roots, req.Name, base, nil
 	case req.Select == "":
-		return nil, "", errors.New("updating: no image name or selection given")
+		return nil, "", "", errors.New("updating: no image name or selection given")
 	case req.Version != "":
-		return nil, "", errors.New("updating: a new version applies to one named image, not to a selection")
+		return nil, "", "", errors.New("updating: a new version applies to one named image, not to a selection")
 	}
 	match, err := Glob(req.Select)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	var roots []*image.Image
 	for _, img := range t.Images {
 		if match(img.Label()) {
 			roots = append(roots, img)
 		}
 	}
 	if len(roots) == 0 {
-		return nil, "", fmt.Errorf("updating %q: %w: no full label under %s matches", req.Select, ErrNoSuchImage, t.Dir)
+		return nil, "", "", fmt.Errorf("updating %q: %w: no full label under %s matches", req.Select, ErrNoSuchImage, t.Dir)
 	}
-	return roots, fmt.Sprintf("%q", req.Select), nil
+	return roots, fmt.Sprintf("%q", req.Select), "", nil
 }
 
 // nextVersion is the version img gets: the requested one for a root when
@@ -248,7 +280,7 @@ func nextVersion(img *image.Image, req UpdateRequest, root bool) (string, error)
 	if c <= 0 {
 		return "", fmt.Errorf("%w: the new version %q is not above %q", ErrNotAbove, req.Version, img.Version)
 	}
-	if !dockerTag.MatchString(req.Version) {
+	if !ref.ValidTag(req.Version) {
 		return "", fmt.Errorf("%w: %q (letters, digits, '_', '.' and '-', at most 128)", ErrInvalidTag, req.Version)
 	}
 	return req.Version, nil
@@ -275,25 +307,29 @@ func (t *Tree) brokenConstraints(changes []Change, newVersion map[string]string)
 	return problems
 }
 
-// afterStage runs in Write once every changelog is staged, before the
-// first is committed: an interrupt (ctx cancelled) up to there leaves
-// every file as it was. Tests replace it to fail there.
-var afterStage = func(ctx context.Context) error { return ctx.Err() }
-
-// Write puts each change's entry on top of its changelog, all or nothing
-// as far as the file system allows: every file is first written in full
-// next to the original (changelog.Stage) and only when all are ready are
-// they renamed over the originals, so a failure or an interrupt before the
-// renames leaves every changelog untouched, and none is ever truncated.
-// A changelog whose top version changed since Update read it is not
-// written.
+// Write puts each change's entry on top of its changelog, all or nothing,
+// through one changelog.Batch: every file is first written in full next to
+// the original and only when all are ready, and a journal of them is on
+// disk, are they renamed over the originals. An error or an interrupt
+// before the journal leaves every changelog untouched; a crash after it is
+// finished by the next run that takes the lock (changelog.Acquire), and
+// none is ever truncated. A changelog whose top version changed since
+// Update read it is not written.
 func (r *UpdateResult) Write(ctx context.Context) error {
-	var staged []*changelog.Staged
-	defer func() {
-		for _, s := range staged {
-			s.Abort()
+	lock := r.Lock
+	if lock == nil {
+		if r.dir == "" {
+			return errors.New("updating changelogs, nothing written: no lock and no tree to lock")
 		}
-	}()
+		l, err := changelog.Acquire(ctx, r.dir)
+		if err != nil {
+			return fmt.Errorf("updating changelogs, nothing written: %w", err)
+		}
+		defer l.Release()
+		lock = l
+	}
+	b := lock.Batch()
+	defer b.Abort()
 	for _, c := range r.Changes {
 		top, err := changelog.Parse(c.Path)
 		if err != nil {
@@ -303,29 +339,16 @@ func (r *UpdateResult) Write(ctx context.Context) error {
 			return fmt.Errorf("updating changelogs, nothing written: %s changed meanwhile: its version is now %q, not %q",
 				c.Path, top.Version, c.Old)
 		}
-		s, err := changelog.Stage(c.Path, c.Entry)
-		if err != nil {
+		if err := b.Stage(ctx, c.Path, c.Entry); err != nil {
 			return fmt.Errorf("updating changelogs, nothing written: %w", err)
 		}
-		staged = append(staged, s)
 	}
-	if err := afterStage(ctx); err != nil {
-		return fmt.Errorf("updating changelogs, nothing written: %w", err)
-	}
-	for i, s := range staged {
-		if err := s.Commit(); err != nil {
-			// The renames before this one cannot be undone: say exactly
-			// where each file stands.
-			paths := func(cs []Change) string {
-				var out []string
-				for _, c := range cs {
-					out = append(out, c.Path)
-				}
-				return strings.Join(out, ", ")
-			}
-			return fmt.Errorf("updating changelogs: %w\nwritten: %s\nnot written: %s",
-				err, paths(r.Changes[:i]), paths(r.Changes[i+1:]))
+	if err := b.Commit(ctx); err != nil {
+		var inc *changelog.IncompleteError
+		if errors.As(err, &inc) {
+			return fmt.Errorf("updating changelogs: %w", err)
 		}
+		return fmt.Errorf("updating changelogs, nothing written: %w", err)
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func request(t *testing.T, cfg *config.Config) UpdateRequest {
 	t.Helper()
 	t.Setenv("DEBFULLNAME", "Jane Doe")
 	t.Setenv("DEBEMAIL", "jane@example.org")
-	return NewUpdateRequest(cfg, updateDate)
+	return NewUpdateRequest(t.Context(), cfg, updateDate)
 }
 
 func scanFor(t *testing.T, dir string, cfg *config.Config) *Tree {
@@ -115,7 +115,6 @@ func TestUpdateCascade(t *testing.T) {
 				"tools 4.2.0-1 -> 4.2.0-1-s1",
 				"app 1.0-3 -> 1.0-3-s1",
 				"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
-				"legacy-app 0.5-1 -> 0.5-1-s1",
 				"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
 			},
 			file: "app/plugins/app-plugin/changelog",
@@ -134,7 +133,6 @@ func TestUpdateCascade(t *testing.T) {
 				"tools 4.2.0-1 -> 4.2.0-1-s1",
 				"app 1.0-3 -> 1.0-3-s1",
 				"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
-				"legacy-app 0.5-1 -> 0.5-1-s1",
 				"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
 			},
 			file: "core/changelog",
@@ -149,7 +147,6 @@ func TestUpdateCascade(t *testing.T) {
 				"runtime 2.3.1-2-s1 -> 2.3.1-2-s2",
 				"app 1.0-3 -> 1.0-3-s1",
 				"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
-				"legacy-app 0.5-1 -> 0.5-1-s1",
 				"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
 			},
 			file: "app/changelog",
@@ -255,7 +252,7 @@ func TestUpdateAllOrNothing(t *testing.T) {
 	dir, cfg := fixtureCopy(t)
 	// 126 characters: a valid tag whose bump (129) is not.
 	long := "1." + strings.Repeat("0", 124)
-	setVersion(t, filepath.Join(dir, "legacy-app", "changelog"), long)
+	setVersion(t, filepath.Join(dir, "ci-runner", "changelog"), long)
 	// A version that does not start with a digit cannot be ordered.
 	setVersion(t, filepath.Join(dir, "app", "plugins", "app-plugin", "changelog"), "v0.1")
 	// An unknown dependency outside the cascade still stops it: it may be a
@@ -279,7 +276,7 @@ func TestUpdateAllOrNothing(t *testing.T) {
 	}
 	wantProblems := []string{
 		control + `:3: unknown dependency: tools depends on "runtme", which is neither an image under ` + dir + " nor in base_images",
-		filepath.Join(dir, "legacy-app", "changelog") + `: legacy-app: cannot bump version "` + long + `": "` + long + `-s1" is not a valid Docker tag`,
+		filepath.Join(dir, "ci-runner", "changelog") + `: ci-runner: cannot bump version "` + long + `": "` + long + `-s1" is not a valid Docker tag`,
 		filepath.Join(dir, "app", "plugins", "app-plugin", "changelog") + `: app-plugin: cannot bump version "v0.1": invalid Debian version "v0.1-s1": version number does not start with digit`,
 	}
 	var got []string
@@ -407,7 +404,7 @@ func TestUpdateSelection(t *testing.T) {
 		{
 			name:    "unknown name",
 			pick:    func(r *UpdateRequest) { r.Name = "ph" },
-			wantErr: "updating ph: no such image under " + tree.Dir + " (the name is the short name from the changelog; use a selection for a pattern)",
+			wantErr: "updating ph: no such image under " + tree.Dir + " nor in base_images (the name is the short name from the changelog, or a base image as image_tag names it; use a selection for a pattern)",
 		},
 		{
 			name:    "selection matching nothing",
@@ -486,22 +483,22 @@ func TestUpdateInterrupted(t *testing.T) {
 	boom := errors.New("interrupted between stage and commit")
 	tests := []struct {
 		name    string
-		hook    func(context.Context) error // nil: the real one
+		fault   changelog.Fault // through a lock the test holds
 		cancel  bool
 		meddle  bool // change one changelog between Update and Write
 		wantErr error
 	}{
-		{name: "failure after staging", hook: func(context.Context) error { return boom }, wantErr: boom},
+		{name: "failure after staging", fault: func(_ context.Context, s changelog.Step, _ int) error {
+			if s == changelog.StepPrepared {
+				return boom
+			}
+			return nil
+		}, wantErr: boom},
 		{name: "interrupt (cancelled context)", cancel: true, wantErr: context.Canceled},
 		{name: "changelog changed meanwhile", meddle: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.hook != nil {
-				saved := afterStage
-				afterStage = tc.hook
-				t.Cleanup(func() { afterStage = saved })
-			}
 			dir, cfg := fixtureCopy(t)
 			req := request(t, cfg)
 			req.Name = "core"
@@ -513,6 +510,12 @@ func TestUpdateInterrupted(t *testing.T) {
 				setVersion(t, filepath.Join(dir, "app", "changelog"), "1.0-4")
 			}
 			before := snapshot(t, dir)
+			if tc.fault != nil {
+				res.Lock, err = changelog.Acquire(t.Context(), dir, changelog.WithFault(tc.fault))
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			if tc.cancel {
 				cancel()
@@ -524,6 +527,9 @@ func TestUpdateInterrupted(t *testing.T) {
 			}
 			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Errorf("Write() error = %v, want %v", err, tc.wantErr)
+			}
+			if err := res.Lock.Release(); err != nil {
+				t.Fatal(err)
 			}
 			// Every original intact, no staged file left behind.
 			assertUnchanged(t, dir, before)
@@ -549,4 +555,84 @@ func TestUpdateNightlyTree(t *testing.T) {
 	if got, want := versions(res), []string{"app 1.0-3 -> 1.0-3-s1", "app-plugin 0.1.0-1 -> 0.1.0-1-s1"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("changes = %q, want %q", got, want)
 	}
+}
+
+// TestUpdateBaseImage updates a base_images entry, named as image_tag
+// names it: every image built on it (a template's image_tag, or Depends)
+// and their descendants are bumped, each entry saying, as the reference
+// does, "Refresh for update in parent image NAME:" and the reason.
+func TestUpdateBaseImage(t *testing.T) {
+	dir, cfg := fixtureCopy(t)
+	cfg.BaseImages = append(cfg.BaseImages, "docker-pkg-fixtures/bookworm:20260101")
+	// tools names the second base through Depends only.
+	control := filepath.Join(dir, "tools", "control")
+	data, err := os.ReadFile(control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(control, []byte(strings.Replace(string(data), "Build-Depends: core (>= 1.0)", "Build-Depends: core (>= 1.0), bookworm", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := scanFor(t, dir, cfg)
+
+	tests := []struct {
+		name, base string
+		want       []string
+		file       string
+	}{
+		{"image_tag, the whole tree", "busybox", []string{
+			"core 1.2.0-1 -> 1.2.0-1-s1",
+			"build-tools 0.9.0-1 -> 0.9.0-1-s1",
+			"runtime 2.3.1-2-s1 -> 2.3.1-2-s2",
+			"tools 4.2.0-1 -> 4.2.0-1-s1",
+			"app 1.0-3 -> 1.0-3-s1",
+			"ci-runner 3.1.4-1 -> 3.1.4-1-s1",
+			"app-plugin 0.1.0-1 -> 0.1.0-1-s1",
+		}, "app/changelog"},
+		{"Depends, one image", "bookworm", []string{"tools 4.2.0-1 -> 4.2.0-1-s1"}, "tools/changelog"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := request(t, cfg)
+			req.Name, req.Reason = tt.base, "Weekly refresh of the base"
+			res, err := tree.update(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := versions(res); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("versions\n%q\nwant\n%q", got, tt.want)
+			}
+			for _, c := range res.Changes {
+				if !strings.Contains(string(c.Entry), "\n   Refresh for update in parent image "+tt.base+":\n   Weekly refresh of the base\n") {
+					t.Errorf("%s: entry\n%s\ndoes not say it refreshes for %s", c.Image.Name, c.Entry, tt.base)
+				}
+				if c.Path == filepath.Join(dir, filepath.FromSlash(tt.file)) {
+					want := c.Image.Name + " (" + c.New + ") wikimedia; urgency=high\n\n" +
+						"   Refresh for update in parent image " + tt.base + ":\n   Weekly refresh of the base\n\n" +
+						" -- Jane Doe <jane@example.org>  Mon, 05 Jan 2026 10:00:00 +0100\n\n"
+					if string(c.Entry) != want {
+						t.Errorf("%s entry\n%q\nwant\n%q", tt.file, c.Entry, want)
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("errors", func(t *testing.T) {
+		req := request(t, cfg)
+		req.Name, req.Version = "busybox", "2"
+		if _, err := tree.update(req); err == nil || !strings.Contains(err.Error(), "is a base image") {
+			t.Errorf("--version on a base image: error = %v", err)
+		}
+		req.Name, req.Version = "nosuch", ""
+		if _, err := tree.update(req); !errors.Is(err, ErrNoSuchImage) || !strings.Contains(err.Error(), "base_images") {
+			t.Errorf("an unknown name: error = %v, want ErrNoSuchImage naming base_images", err)
+		}
+		cfg := *cfg
+		cfg.BaseImages = append(cfg.BaseImages, "docker-pkg-fixtures/unused:1")
+		req.Name = "unused"
+		if _, err := scanFor(t, dir, &cfg).update(req); err == nil || !strings.Contains(err.Error(), "no image under") {
+			t.Errorf("a base no image uses: error = %v", err)
+		}
+	})
 }

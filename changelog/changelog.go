@@ -1,13 +1,13 @@
 package changelog
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"regexp"
 	"strings"
+
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 )
 
 // ErrMalformed is matched by every error Parse returns for a changelog that
@@ -24,13 +24,10 @@ type Entry struct {
 // which python-debian, used by the reference, shares.
 var header = regexp.MustCompile(`(?i)^(\w[-+0-9a-z.]*) \(([^() \t]+)\)((?:\s+[-+0-9a-z.]+)+);(.*?)\s*$`)
 
-// validVersion is python-debian's version syntax. It is laxer than dpkg's
-// (an upstream version may start with a letter, dpkg only warns about it),
-// and the reference accepts whatever python-debian accepts.
-var validVersion = regexp.MustCompile(`^(?:[0-9]+:)?[A-Za-z0-9.+:~-]+?(?:-[A-Za-z0-9+.~]+)?$`)
-
 // Parse reads the top entry of the changelog at path. Errors name the file
-// and, where known, the line.
+// and, where known, the line. The changelog must be a regular file (links
+// followed) of at most MaxSize bytes: anything else is refused, matching
+// ErrNotRegular or ErrTooLarge, before it is read.
 //
 // Only the header line is read, by hand rather than with
 // pault.ag/go/debian/changelog: that library insists on a zero-padded day in
@@ -38,25 +35,22 @@ var validVersion = regexp.MustCompile(`^(?:[0-9]+:)?[A-Za-z0-9.+:~-]+?(?:-[A-Za-
 // wrote (`Mon,  5 Jan 2026`), and it does not need the rest of the entry.
 // Blank lines before the header are skipped, as dpkg-parsechangelog does.
 func Parse(path string) (Entry, error) {
-	f, err := os.Open(path)
+	b, _, err := readRegular(path, MaxSize)
 	if err != nil {
 		return Entry{}, fmt.Errorf("reading changelog: %w", err)
 	}
-	defer f.Close()
-
-	r := bufio.NewReader(f)
-	for n := 1; ; n++ {
-		line, err := r.ReadString('\n')
-		if err != nil && err != io.EOF {
-			return Entry{}, fmt.Errorf("reading %s: %w", path, err)
+	for n := 1; len(b) > 0; n++ {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
 		}
-		if strings.TrimSpace(line) != "" {
-			return parseHeader(path, n, strings.TrimRight(line, "\r\n"))
-		}
-		if err == io.EOF {
-			return Entry{}, fmt.Errorf("%s: %w: empty changelog", path, ErrMalformed)
+		if strings.TrimSpace(string(line)) != "" {
+			return parseHeader(path, n, strings.TrimRight(string(line), "\r"))
 		}
 	}
+	return Entry{}, fmt.Errorf("%s: %w: empty changelog", path, ErrMalformed)
 }
 
 func parseHeader(path string, n int, line string) (Entry, error) {
@@ -65,7 +59,7 @@ func parseHeader(path string, n int, line string) (Entry, error) {
 		return Entry{}, fmt.Errorf(`%s:%d: %w: header line must look like "name (version) distribution; urgency=..."`,
 			path, n, ErrMalformed)
 	}
-	if !validVersion.MatchString(m[2]) {
+	if !ref.ValidDebianVersion(m[2]) {
 		return Entry{}, fmt.Errorf("%s:%d: %w: invalid version %q", path, n, ErrMalformed, m[2])
 	}
 	return Entry{Name: m[1], Version: m[2]}, nil

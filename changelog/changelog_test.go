@@ -1,11 +1,14 @@
 package changelog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -152,5 +155,88 @@ func TestParseMissingFile(t *testing.T) {
 	_, err := Parse(filepath.Join(t.TempDir(), "changelog"))
 	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrMalformed) {
 		t.Fatalf("Parse() error = %v, want a not-exist error that is not ErrMalformed", err)
+	}
+}
+
+// Parse reads only a regular file of at most MaxSize bytes, and says what
+// is wrong with anything else without blocking on it or reading it.
+func TestParseNotRegular(t *testing.T) {
+	tests := []struct {
+		name string
+		make func(t *testing.T, path string)
+		want error
+		msg  string
+	}{
+		{name: "a folder", make: func(t *testing.T, p string) { os.Mkdir(p, 0o755) }, want: ErrNotRegular, msg: "it is a folder"},
+		{name: "a FIFO", make: func(t *testing.T, p string) {
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ErrNotRegular, msg: "it is a FIFO"},
+		{name: "a link to /dev/zero", make: func(t *testing.T, p string) {
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ErrNotRegular, msg: "changelog: not a regular file: it is a character device"},
+		{name: "over MaxSize", make: func(t *testing.T, p string) {
+			writeFile(t, p, "foo (1.0) wikimedia; urgency=high\n", 0o644)
+			if err := os.Truncate(p, MaxSize+1); err != nil {
+				t.Fatal(err)
+			}
+		}, want: ErrTooLarge, msg: "1048577 bytes, at most 1048576"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "changelog")
+			tc.make(t, path)
+			_, err := Parse(path)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) || errors.Is(err, ErrMalformed) {
+				t.Fatalf("Parse() error = %v, want %v saying %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+	// At MaxSize exactly it is read.
+	path := writeFile(t, filepath.Join(t.TempDir(), "changelog"), "foo (1.0) wikimedia; urgency=high\n", 0o644)
+	if err := os.Truncate(path, MaxSize); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := Parse(path); err != nil || e.Version != "1.0" {
+		t.Errorf("Parse() of MaxSize bytes = %+v, %v", e, err)
+	}
+}
+
+// Under `ulimit -v` a read without bound would die of it: a changelog
+// linked to /dev/zero, or an 8 GiB (sparse) file, must be refused by Parse
+// and by Stage without reading it.
+func TestReadBoundedUnderUlimit(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector cannot run under ulimit -v")
+	}
+	dir := t.TempDir()
+	zero := filepath.Join(dir, "zero", "changelog")
+	os.MkdirAll(filepath.Dir(zero), 0o755)
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Fatal(err)
+	}
+	huge := writeFile(t, filepath.Join(dir, "huge", "changelog"), "foo (1.0) wikimedia; urgency=high\n", 0o644)
+	if err := os.Truncate(huge, 8<<30); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := helperCmd(t, "read", 1<<20 /* KiB: 1 GiB of address space */, dir, zero, huge)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper under ulimit -v: %v\n%s%s", err, out, stderr.String())
+	}
+	for _, want := range []string{
+		"parse changelog: reading changelog: " + zero + ": not a regular file: it is a character device",
+		"stage changelog: reading changelog " + zero + ": /dev/zero: not a regular file: it is a character device",
+		"parse changelog: reading changelog: " + huge + ": changelog too large: 8589934592 bytes",
+		"stage changelog: reading changelog: " + huge + ": changelog too large: 8589934592 bytes",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("helper printed\n%s\nwant a line with %q", out, want)
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package changelog
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,7 +96,7 @@ func TestMaintainer(t *testing.T) {
 			hermeticGit(t, tc.gitConfig)
 			t.Setenv("DEBFULLNAME", tc.env["DEBFULLNAME"])
 			t.Setenv("DEBEMAIL", tc.env["DEBEMAIL"])
-			name, email := Maintainer("Author", "email@domain")
+			name, email := Maintainer(t.Context(), "Author", "email@domain")
 			if name != tc.wantName || email != tc.wantEmail {
 				t.Errorf("Maintainer() = %q, %q; want %q, %q", name, email, tc.wantName, tc.wantEmail)
 			}
@@ -116,4 +119,60 @@ func hermeticGit(t *testing.T, config string) {
 	t.Setenv("XDG_CONFIG_HOME", dir)
 	t.Setenv("GIT_CEILING_DIRECTORIES", dir)
 	t.Chdir(dir)
+}
+
+// A git that hangs is stopped with ctx: the fallback applies. Were ctx
+// ignored, git would answer after its sleep and its name would win.
+func TestMaintainerContext(t *testing.T) {
+	hermeticGit(t, "")
+	bin := t.TempDir()
+	git := "#!/bin/sh\n/bin/sleep 20\necho 'Late Git'\n"
+	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(git), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	t.Setenv("DEBFULLNAME", "")
+	t.Setenv("DEBEMAIL", "")
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	name, email := Maintainer(ctx, "Author", "email@domain")
+	if name != "Author" || email != "email@domain" {
+		t.Errorf("Maintainer() = %q, %q; want the fallbacks", name, email)
+	}
+}
+
+func TestCheckReason(t *testing.T) {
+	tests := []struct {
+		name, reason, wantErr string
+	}{
+		{name: "one line", reason: "Security update"},
+		{name: "several lines", reason: "CVE-2026-1\nCVE-2026-2\n"},
+		{name: "tab", reason: "CVE-2026-1\tlibfoo"},
+		{name: "pasted with CRLF", reason: "CVE-2026-1\r\nCVE-2026-2\r\n"},
+		{name: "UTF-8", reason: "Mise à jour de sécurité \uFFFD"},
+		{name: "empty", reason: "", wantErr: "invalid reason: it is empty"},
+		{name: "white space only", reason: " \n\t ", wantErr: "invalid reason: it is empty"},
+		{name: "escape sequence", reason: "fixed\n\x1b[2J", wantErr: "invalid reason: line 2 holds the control character U+001B; only newline and tab are allowed"},
+		{name: "NUL", reason: "a\x00b", wantErr: "line 1 holds the control character U+0000"},
+		{name: "lone carriage return", reason: "a\rb", wantErr: "line 1 holds the control character U+000D"},
+		{name: "DEL", reason: "a\x7f", wantErr: "U+007F"},
+		{name: "C1 control", reason: "a\u009bb", wantErr: "U+009B"},
+		{name: "bidi override", reason: "a\u202eb", wantErr: "U+202E"},
+		{name: "bidi isolate", reason: "a\u2066b", wantErr: "U+2066"},
+		{name: "not UTF-8", reason: "caf\xe9", wantErr: "invalid reason: line 1 is not valid UTF-8 (byte 0xe9)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckReason(tc.reason)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Errorf("CheckReason(%q) = %v", tc.reason, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrInvalidReason) {
+				t.Errorf("CheckReason(%q) = %v, want %q", tc.reason, err, tc.wantErr)
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"regexp"
 
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"pault.ag/go/debian/version"
 )
 
@@ -16,9 +17,6 @@ var ErrCannotBump = errors.New("cannot bump version")
 // ErrInvalidVersion is matched by the error Compare returns for a string
 // that is not a Debian version.
 var ErrInvalidVersion = errors.New("invalid Debian version")
-
-// dockerTag is the syntax the Engine and registries accept for a tag.
-var dockerTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 // Bump returns the tag of the next security update of tag, with updateID
 // the letter of the update suffix (config update_id, "s" by default).
@@ -34,7 +32,7 @@ var dockerTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 // bumped: appending a suffix cannot remove the character Docker rejects.
 func Bump(tag, updateID string) (string, error) {
 	next := bumped(tag, updateID)
-	if !dockerTag.MatchString(next) {
+	if !ref.ValidTag(next) {
 		return "", fmt.Errorf("%w %q: %q is not a valid Docker tag", ErrCannotBump, tag, next)
 	}
 	c, err := Compare(next, tag)

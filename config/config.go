@@ -10,8 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"gopkg.in/yaml.v3"
 )
+
+// ErrDuplicateKey is matched by the error Load returns for a file that sets
+// a key twice in one mapping.
+var ErrDuplicateKey = errors.New("key set twice")
 
 // ErrNotExist is matched (errors.Is) by the error Load returns when the -c
 // file is missing.
@@ -73,10 +78,17 @@ type Config struct {
 }
 
 // Defaults returns the built-in configuration, before any file is read.
+// http_proxy, apt_only_proxy, username and ca_bundle are defined with no
+// value (nil, the reference's None), so that a template can test them
+// ({% if http_proxy %}); password is not a template variable at all.
 func Defaults() map[string]any {
 	return map[string]any{
 		"registry":           "",
 		"namespace":          "",
+		"username":           nil,
+		"http_proxy":         nil,
+		"apt_only_proxy":     nil,
+		"ca_bundle":          nil,
 		"base_images":        []any{},
 		"apt_options":        "",
 		"scan_workers":       8,
@@ -175,6 +187,9 @@ func mergeFile(merged map[string]any, lines map[string]position, path string) er
 	if top.Kind != yaml.MappingNode {
 		return fmt.Errorf("%s:%d: config must be a mapping of key: value", path, top.Line)
 	}
+	if errs := duplicates(path, top, nil); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		k, v := top.Content[i], top.Content[i+1]
 		var value any
@@ -185,6 +200,29 @@ func mergeFile(merged map[string]any, lines map[string]position, path string) er
 		lines[k.Value] = position{path, k.Line}
 	}
 	return nil
+}
+
+// duplicates finds the keys set twice in a mapping of n, at any depth:
+// YAML forbids them, and a silent "last one wins" hides a mistake.
+func duplicates(path string, n *yaml.Node, errs []error) []error {
+	if n.Kind == yaml.MappingNode {
+		first := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+				continue
+			}
+			if line, ok := first[k.Value]; ok {
+				errs = append(errs, fmt.Errorf("%s:%d: %w: %s is already set at line %d", path, k.Line, ErrDuplicateKey, k.Value, line))
+				continue
+			}
+			first[k.Value] = k.Line
+		}
+	}
+	for _, c := range n.Content {
+		errs = duplicates(path, c, errs)
+	}
+	return errs
 }
 
 func fromMap(m map[string]any, lines map[string]position) (*Config, error) {
@@ -231,6 +269,14 @@ func fromMap(m map[string]any, lines map[string]position) (*Config, error) {
 
 	c.Registry = str("registry")
 	c.Namespace = str("namespace")
+	// Checked here, not when the first image_tag or push fails; a registry
+	// holding a password is refused without repeating it.
+	if err := ref.CheckRegistry(c.Registry); err != nil {
+		bad("registry", "%v", err)
+	}
+	if err := ref.CheckNamespace(c.Namespace); err != nil {
+		bad("namespace", "%v", err)
+	}
 	c.Username = str("username")
 	c.Password = str("password")
 	c.BaseImages = strs("base_images")

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -182,6 +183,14 @@ func TestLoadErrors(t *testing.T) {
 		{"builder", "builder: kaniko\n", []string{"builder", "classic or buildkit"}},
 		{"secret with both", "secrets: {a: {env: X, file: Y}}\n", []string{"secrets", "secret a"}},
 		{"two errors at once", "scan_workers: x\nbuilder: y\n", []string{"scan_workers", "builder"}},
+		{"duplicate key", "registry: a.example\nnamespace: n\nregistry: b.example\n", []string{"config.yaml:3:", "registry is already set at line 1"}},
+		{"duplicate nested key", "known_uid_mappings:\n  bob: 1\n  bob: 2\n", []string{"config.yaml:3:", "bob is already set at line 2"}},
+		{"two duplicates", "a: 1\na: 2\nb: 1\nb: 2\n", []string{"config.yaml:2:", "a is already set at line 1", "config.yaml:4:", "b is already set at line 3"}},
+		{"registry URL", "registry: https://host/\n", []string{"config.yaml:1: registry", `"https://host/" is a URL`}},
+		{"registry path", "\nregistry: host/releng\n", []string{"config.yaml:2: registry", "path"}},
+		{"registry not a host", "registry: my host\n", []string{"config.yaml:1: registry", "host[:port]"}},
+		{"namespace", "namespace: Rel Probe/UPPER\n", []string{"config.yaml:1: namespace", `"Rel Probe"`}},
+		{"namespace component", "namespace: releng/UPPER\n", []string{"config.yaml:1: namespace", `"UPPER"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,6 +204,54 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDuplicateKeyIs: a duplicate key is matchable, in the user file too.
+func TestDuplicateKeyIs(t *testing.T) {
+	user := write(t, "user.yaml", "namespace: a\nnamespace: b\n")
+	_, err := LoadFiles(user, write(t, "config.yaml", ""))
+	if !errors.Is(err, ErrDuplicateKey) || !strings.Contains(err.Error(), "user.yaml:2:") {
+		t.Fatalf("err = %v, want ErrDuplicateKey at user.yaml:2", err)
+	}
+}
+
+// TestRegistryCredentials: a registry holding user:password@ is refused at
+// load, and neither the password nor any other part of the value is in the
+// message.
+func TestRegistryCredentials(t *testing.T) {
+	for i, registry := range []string{"alice:hunter2-pw@reg.internal:5000", "https://alice:hunter2-pw@reg.internal/"} {
+		// Not named after the value: the test's temporary path would hold it.
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			_, err := LoadFiles("", write(t, "config.yaml", "registry: "+registry+"\n"))
+			if err == nil || !strings.Contains(err.Error(), "config.yaml:1: registry: holds credentials") {
+				t.Fatalf("err = %v, want a credentials error naming config.yaml:1 and registry", err)
+			}
+			for _, secret := range []string{"hunter2", "alice", "reg.internal"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("err = %q repeats %q", err, secret)
+				}
+			}
+		})
+	}
+}
+
+func TestNoneKeys(t *testing.T) {
+	c, err := LoadFiles("", write(t, "config.yaml", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"http_proxy", "apt_only_proxy", "username", "ca_bundle"} {
+		v, ok := c.Vars[key]
+		if !ok || v != nil {
+			t.Errorf("Vars[%s] = %v, %v: want defined as nil (None)", key, v, ok)
+		}
+	}
+	if _, ok := c.Vars["password"]; ok {
+		t.Error("password is a template variable")
+	}
+	if c.HTTPProxy != "" || c.AptOnlyProxy != "" || c.Username != "" || c.CABundle != "" {
+		t.Errorf("none keys are not \"\" in Config: %+v", c)
 	}
 }
 

@@ -1,9 +1,14 @@
 package dockerfile
 
 import (
+	"errors"
+	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/docker-pkg/docker-pkg/config"
 )
 
 // BenchmarkRender renders testdata/*/realistic.template: FROM with
@@ -26,7 +31,7 @@ func BenchmarkRender(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := r.Render("Dockerfile.template", src); err != nil {
+			if _, err := r.Render(b.Context(), "Dockerfile.template", src); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
@@ -37,7 +42,7 @@ func BenchmarkRender(b *testing.B) {
 					i++
 					path = strconv.Itoa(i) + "/Dockerfile.template"
 				}
-				if _, err := r.Render(path, src); err != nil {
+				if _, err := r.Render(b.Context(), path, src); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -56,11 +61,44 @@ func BenchmarkRenderParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := r.Render("Dockerfile.template", src); err != nil {
+			if _, err := r.Render(b.Context(), "Dockerfile.template", src); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "templates/s")
+}
+
+// BenchmarkParseLarge parses templates at MaxTemplateSize. minijinja's
+// lexer searches the rest of the template for every kind of tag at every
+// tag, so parse time is tags x size: "tags-then-text" is the worst a
+// template lexScan lets through, "all-tags" one it refuses (parsing it
+// would take minutes).
+func BenchmarkParseLarge(b *testing.B) {
+	tags := func(n int) string { return strings.Repeat("{{ x }}\n", n) }
+	fill := func(s string) string { return s + strings.Repeat("a", MaxTemplateSize-len(s)) }
+	for _, bm := range []struct {
+		name, src string
+		refused   bool
+	}{
+		{"text", fill(""), false},
+		{"tags-then-text", fill(tags(250)), false},
+		{"all-tags", tags(MaxTemplateSize / 8), true},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			cfg, err := config.LoadFiles("", "testdata/jinja/config.yaml")
+			if err != nil {
+				b.Fatal(err)
+			}
+			j := newJinja(newHelpers(cfg, testImages, slog.New(slog.DiscardHandler)), cfg.Vars, DefaultMaxSteps)
+			for b.Loop() {
+				_, err := j.parse("Dockerfile.template", []byte(bm.src))
+				if refused := errors.Is(err, ErrTooLarge); refused != bm.refused || err != nil && !refused {
+					b.Fatalf("parse: %v, want refused=%v", err, bm.refused)
+				}
+			}
+			b.ReportMetric(float64(lexScan(bm.src))/(1<<30), "GiB-scanned")
+		})
+	}
 }

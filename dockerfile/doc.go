@@ -18,8 +18,16 @@
 // callable (in docker-pkg the namespace setting hides it); \N{...} escapes
 // are refused.
 //
-// With template_engine: go, templates are Go text/template instead, with the
-// sprig functions, the helpers as functions, and every configuration key as
+// With template_engine: go, templates are Go text/template instead, with
+// sprig's deterministic functions (none reads the environment, the clock or
+// a random source), the helpers as functions, and every configuration key as
 // .key and as a function (key), so {{ registry }} and {{ "x" | image_tag }}
-// read the same in both dialects.
+// read the same in both dialects. The helpers are one table (helpers.go)
+// registered into both dialects.
+//
+// A render is bounded: the template file is read only if it is a regular
+// file of at most MaxTemplateSize, the output is at most MaxOutputSize, the
+// work at most WithMaxSteps, and it stops when its context is done.
+// ImageRefs finds the images a template names through image_tag without
+// rendering it.
 package dockerfile

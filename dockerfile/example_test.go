@@ -1,6 +1,7 @@
 package dockerfile_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,7 +31,7 @@ func render(configYAML string, images map[string]string, template string, opts .
 	if err != nil {
 		panic(err)
 	}
-	out, err := r.Render("Dockerfile.template", []byte(template))
+	out, err := r.Render(context.Background(), "Dockerfile.template", []byte(template))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -219,4 +220,22 @@ func ExampleCheckNumericUser() {
 	// <nil>
 	// line 3: user nobody: the last USER is not a numeric uid[:gid] (force_numeric_user)
 	// <nil>
+}
+
+// ImageRefs finds the images a template names through image_tag without
+// rendering it, reading the template as the engine does: the commented-out
+// reference does not count.
+func ExampleImageRefs() {
+	refs, err := dockerfile.ImageRefs("jinja2", "Dockerfile.template", []byte(`{# FROM {{ "buster" | image_tag }} #}
+FROM {{ "bookworm" | image_tag }}
+COPY --from={{ 'node20' | image_tag }} /usr/bin/node /usr/bin/node
+`))
+	fmt.Println(refs, err)
+	refs, err = dockerfile.ImageRefs("go", "Dockerfile.template", []byte(`{{/* image_tag "buster" */}}
+FROM {{ image_tag "bookworm" }}
+`))
+	fmt.Println(refs, err)
+	// Output:
+	// [{bookworm 2} {node20 3}] <nil>
+	// [{bookworm 2}] <nil>
 }

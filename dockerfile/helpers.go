@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 )
 
 // ErrUnknownImage is matched by the error of image_tag for a name that is
@@ -52,7 +52,7 @@ func newHelpers(cfg *config.Config, images map[string]string, log *slog.Logger) 
 		add(name, label)
 	}
 	for _, label := range cfg.BaseImages {
-		name, _, _ := splitLabel(label)
+		name, _, _ := ref.SplitLabel(label)
 		add(name, label)
 	}
 	for _, labels := range h.known {
@@ -61,30 +61,36 @@ func newHelpers(cfg *config.Config, images map[string]string, log *slog.Logger) 
 	return h
 }
 
-// splitLabel splits a full label into name and tag at the last colon after
-// the last slash, so a registry port (127.0.0.1:5000/x:1.0) stays in the
-// name. A digest (@sha256:...) is not part of the tag.
-func splitLabel(label string) (name, tag string, ok bool) {
-	ref, _, _ := strings.Cut(label, "@")
-	slash := strings.LastIndexByte(ref, '/')
-	colon := strings.LastIndexByte(ref[slash+1:], ':')
-	if colon < 0 {
-		return ref, "", false
+// helper is one function docker-pkg gives templates, registered into both
+// dialects from one table (table): a filter in Jinja2 ({{ "x" | name }}),
+// a function in Go ({{ name "x" }} or {{ "x" | name }}). A helper added
+// to the table appears in both.
+type helper struct {
+	name string
+	fn   func(arg string) (string, error)
+	// other handles an argument that is not a string, given as the dialect
+	// prints it; the helper then returns the argument unchanged. nil: such
+	// an argument is an error.
+	other func(printed string)
+}
+
+// table is every helper, in the order the package documentation lists
+// them.
+func (h *helpers) table() []helper {
+	return []helper{
+		{name: "image_tag", fn: h.imageTag},
+		{name: "upstream_version", fn: upstreamVersion},
+		{name: "uid", fn: func(user string) (string, error) { return h.uid(user), nil }, other: h.unknownUID},
+		{name: "add_user", fn: h.addUser},
+		{name: "apt_install", fn: func(packages string) (string, error) { return h.aptInstall(packages), nil }},
+		{name: "apt_remove", fn: func(packages string) (string, error) { return h.aptRemove(packages), nil }},
 	}
-	colon += slash + 1
-	return ref[:colon], ref[colon+1:], true
 }
 
 // imageTag is the image_tag helper: the full label of the known image named
 // registry/namespace/name.
 func (h *helpers) imageTag(name string) (string, error) {
-	full := name
-	if h.namespace != "" {
-		full = h.namespace + "/" + full
-	}
-	if h.registry != "" {
-		full = h.registry + "/" + full
-	}
+	full := ref.Join(h.registry, h.namespace, name)
 	switch labels := h.known[full]; len(labels) {
 	case 0:
 		return "", fmt.Errorf("image_tag: %w: %s", ErrUnknownImage, full)
@@ -96,14 +102,11 @@ func (h *helpers) imageTag(name string) (string, error) {
 	}
 }
 
-// debianVersion is python-debian's version syntax, lenient as it is.
-var debianVersion = regexp.MustCompile(`^(?:(\d+):)?([A-Za-z0-9.+:~-]+?)(?:-([A-Za-z0-9+.~]+))?$`)
-
 // upstreamVersion is the upstream_version helper: the upstream part of a
 // full label's tag, as docker-pkg computes it (x/jaeger:1.2.3-1-20241211 ->
 // 1.2.3).
 func upstreamVersion(label string) (string, error) {
-	_, tag, ok := splitLabel(label)
+	_, tag, ok := ref.SplitLabel(label)
 	if !ok {
 		return "", fmt.Errorf("upstream_version: %q is not a full label (name:tag)", label)
 	}
@@ -112,11 +115,11 @@ func upstreamVersion(label string) (string, error) {
 		return tag, nil
 	}
 	version := parts[0] + "-" + parts[1]
-	m := debianVersion.FindStringSubmatch(version)
-	if m == nil {
+	v, ok := ref.ParseDebianVersion(version)
+	if !ok {
 		return "", fmt.Errorf("upstream_version: %s: invalid Debian version %q", label, version)
 	}
-	return m[2], nil
+	return v.Upstream, nil
 }
 
 // uid is the uid helper: the uid of a user from known_uid_mappings, or the
@@ -124,10 +127,14 @@ func upstreamVersion(label string) (string, error) {
 func (h *helpers) uid(user string) string {
 	id, ok := h.uids[user]
 	if !ok {
-		h.log.Warn("UID mapping for user " + user + " not found")
+		h.unknownUID(user)
 		return user
 	}
 	return strconv.Itoa(id)
+}
+
+func (h *helpers) unknownUID(user string) {
+	h.log.Warn("UID mapping for user " + user + " not found")
 }
 
 // addUser is the add_user helper: the commands creating a system user and

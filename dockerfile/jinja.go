@@ -1,6 +1,7 @@
 package dockerfile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -22,27 +23,37 @@ var ErrUndefined = errors.New("undefined variable")
 
 type undefinedError struct{ name string }
 
-func (e *undefinedError) Error() string        { return "'" + e.name + "' is undefined" }
+// passwordWhy says why the one configuration key templates do not see is
+// kept from them.
+const passwordWhy = "the registry password is kept out of templates, so that no template can write it into an image layer"
+
+func (e *undefinedError) Error() string {
+	if e.name == "password" {
+		return "'password' is undefined: " + passwordWhy
+	}
+	return "'" + e.name + "' is undefined"
+}
 func (e *undefinedError) Is(target error) bool { return target == ErrUndefined }
 
 // jinja renders the Jinja2 dialect with minijinja, configured and patched to
 // give Jinja2's bytes: no autoescaping, Python's str() for printed values,
 // Jinja2's StrictUndefined.
 type jinja struct {
-	env  *minijinja.Environment
-	vars map[string]value.Value
-	keys []string
+	env   *minijinja.Environment
+	steps int // the fuel of one render
+	vars  map[string]value.Value
+	keys  []string
 }
 
 // builtinNames are minijinja's global functions: a template may use them as
 // values, so they are not undefined variables.
 var builtinNames = map[string]bool{
 	"range": true, "dict": true, "cycler": true, "joiner": true,
-	"namespace": true, "debug": true, "lipsum": true, mutableListFunc: true, doFunc: true,
+	"namespace": true, "debug": true, "lipsum": true, mutableListFunc: true, doFunc: true, tickFunc: true,
 }
 
-func newJinja(h *helpers, vars map[string]any) *jinja {
-	j := &jinja{env: minijinja.NewEnvironment(), vars: map[string]value.Value{}}
+func newJinja(h *helpers, vars map[string]any, steps int) *jinja {
+	j := &jinja{env: minijinja.NewEnvironment(), vars: map[string]value.Value{}, steps: steps}
 	for k, v := range vars {
 		j.vars[k] = toValue(v)
 		j.keys = append(j.keys, k)
@@ -56,25 +67,15 @@ func newJinja(h *helpers, vars map[string]any) *jinja {
 	env.SetUndefinedBehavior(minijinja.UndefinedStrict)
 	// Debug mode puts the line of the failing expression in runtime errors.
 	env.SetDebug(true)
+	fuel := uint64(steps)
+	env.SetFuel(&fuel)
 	env.SetFormatter(func(_ *minijinja.State, v value.Value, _ func(string) string) string {
 		return pyStr(v)
 	})
 
-	env.AddFilter("image_tag", stringFilter("image_tag", h.imageTag))
-	env.AddFilter("upstream_version", stringFilter("upstream_version", upstreamVersion))
-	env.AddFilter("add_user", stringFilter("add_user", h.addUser))
-	env.AddFilter("apt_install", stringFilter("apt_install", func(s string) (string, error) { return h.aptInstall(s), nil }))
-	env.AddFilter("apt_remove", stringFilter("apt_remove", func(s string) (string, error) { return h.aptRemove(s), nil }))
-	env.AddFilter("uid", func(_ minijinja.FilterState, v value.Value, args []value.Value, kw map[string]value.Value) (value.Value, error) {
-		if err := noArgs("uid", v, args, kw); err != nil {
-			return value.Undefined(), helperError(err)
-		}
-		if s, ok := v.AsString(); ok {
-			return value.FromString(h.uid(s)), nil
-		}
-		h.log.Warn("UID mapping for user " + pyStr(v) + " not found")
-		return v, nil
-	})
+	for _, hp := range h.table() {
+		env.AddFilter(hp.name, jinjaHelper(hp))
+	}
 
 	// Jinja2's versions of the filters and tests whose minijinja versions
 	// print values differently or do not know undefined markers.
@@ -94,6 +95,9 @@ func newJinja(h *helpers, vars map[string]any) *jinja {
 
 	env.AddFunction(doFunc, func(*minijinja.State, []value.Value, map[string]value.Value) (value.Value, error) {
 		return value.None(), nil
+	})
+	env.AddFunction(tickFunc, func(st *minijinja.State, _ []value.Value, _ map[string]value.Value) (value.Value, error) {
+		return value.None(), st.Context().Err()
 	})
 	env.AddFunction(mutableListFunc, func(_ *minijinja.State, args []value.Value, _ map[string]value.Value) (value.Value, error) {
 		l := &mutableList{}
@@ -131,11 +135,54 @@ func (j *jinja) parse(path string, src []byte) (*jinjaTemplate, error) {
 		}
 		return nil, &Error{Path: path, Err: err}
 	}
+	if scan := lexScan(p.src); scan > maxLexScan {
+		return nil, &Error{Path: path, Err: fmt.Errorf("%w: %d tags in %d KiB: the template engine would scan %d GiB to parse it (it reads the rest of the template again at every tag); split the template",
+			ErrTooLarge, strings.Count(p.src, "{{")+strings.Count(p.src, "{%"), len(p.src)>>10, scan>>30)}
+	}
 	tmpl, err := j.env.TemplateFromNamedString(path, p.src)
 	if err != nil {
 		return nil, &Error{Path: path, Line: syntaxLine(err), Err: errors.New(syntaxMessage(err))}
 	}
 	return &jinjaTemplate{j: j, path: path, src: p.src, macros: p.macros, tmpl: tmpl}, nil
+}
+
+// maxLexScan bounds lexScan: about a second of parsing. A real
+// template scans a few megabytes.
+const maxLexScan = 2 << 30
+
+// lexScan estimates the bytes minijinja's lexer reads to tokenize s: at
+// every tag it searches the rest of the template for each of {{, {% and
+// {#, so a template with many tags, or with tags followed by much text,
+// takes quadratic time (120,000 tags: 11 s).
+func lexScan(s string) int {
+	markers := [3]string{"{{", "{%", "{#"}
+	var next [3]int // next occurrence of each marker at or after the position
+	find := func(m, from int) int {
+		if k := strings.Index(s[from:], markers[m]); k >= 0 {
+			return from + k
+		}
+		return len(s)
+	}
+	for m := range markers {
+		next[m] = find(m, 0)
+	}
+	scan := 0
+	for pos := 0; pos < len(s); {
+		// One search from pos: each marker's up to its next occurrence.
+		first := len(s)
+		for m := range markers {
+			if next[m] < pos {
+				next[m] = find(m, pos)
+			}
+			scan += next[m] - pos
+			first = min(first, next[m])
+		}
+		if first == len(s) {
+			break
+		}
+		pos = first + 2
+	}
+	return scan
 }
 
 // minijinja's syntax errors are of an internal type: read their text.
@@ -156,18 +203,18 @@ func syntaxMessage(err error) string {
 	return err.Error()
 }
 
-func (t *jinjaTemplate) render() ([]byte, error) {
+func (t *jinjaTemplate) render(ctx context.Context, w *output) error {
 	st := &renderState{}
-	out, err := t.tmpl.Render(&context{t: t, st: st})
+	err := t.tmpl.RenderToWriteCtx(ctx, &root{t: t, st: st}, w)
 	// Jinja2 fails at the first use of an undefined variable; minijinja
-	// learns of it through markers (see context), after the fact.
-	if st.undefined != "" {
-		return nil, &Error{Path: t.path, Line: t.undefinedLine(st.undefined), Err: &undefinedError{st.undefined}}
+	// learns of it through markers (see root), after the fact.
+	if st.undefined != "" && w.err == nil {
+		return &Error{Path: t.path, Line: t.undefinedLine(ctx, st.undefined), Err: &undefinedError{st.undefined}}
 	}
 	if err != nil {
-		return nil, t.runtimeError(err)
+		return t.runtimeError(err)
 	}
-	return []byte(out), nil
+	return nil
 }
 
 // undefinedLine finds where the undefined variable name was first used.
@@ -175,8 +222,8 @@ func (t *jinjaTemplate) render() ([]byte, error) {
 // there with the line, unless the use is one minijinja lets pass: then a
 // mention next to ~ before that line, or else the first mention not
 // guarded by `is defined` or `|default`, is the best guess.
-func (t *jinjaTemplate) undefinedLine(name string) int {
-	_, err := t.tmpl.Render(&context{t: t, st: &renderState{}, plain: name})
+func (t *jinjaTemplate) undefinedLine(ctx context.Context, name string) int {
+	err := t.tmpl.RenderToWriteCtx(ctx, &root{t: t, st: &renderState{}, plain: name}, &output{ctx: ctx})
 	failed := 0
 	var me *minijinja.Error
 	if errors.As(err, &me) && me.Kind == minijinja.ErrUndefinedVar && me.Span != nil {
@@ -201,6 +248,8 @@ func (t *jinjaTemplate) runtimeError(err error) error {
 		e.Line = int(me.Span.StartLine)
 	}
 	switch {
+	case me.Kind == minijinja.ErrOutOfFuel:
+		e.Err = fmt.Errorf("%w: more than %d", ErrTooLong, t.j.steps)
 	case me.Cause != nil:
 		e.Err = me.Cause
 	case me.Kind == minijinja.ErrUndefinedVar && me.Span != nil:
@@ -240,16 +289,16 @@ type renderState struct {
 	undefined string
 }
 
-// context is the root of one render: the configuration, and a marker for
+// root is the context of one render: the configuration, and a marker for
 // every other name, so that using an undefined variable is an error even
 // where minijinja lets undefined pass (~, filters).
-type context struct {
+type root struct {
 	t     *jinjaTemplate
 	st    *renderState
 	plain string // a name left plainly undefined, to find where it is used
 }
 
-func (c *context) GetAttr(name string) value.Value {
+func (c *root) GetAttr(name string) value.Value {
 	if v, ok := c.t.j.vars[name]; ok {
 		return v
 	}
@@ -259,7 +308,7 @@ func (c *context) GetAttr(name string) value.Value {
 	return value.FromObject(&undefined{name: name, st: c.st})
 }
 
-func (c *context) Keys() []string { return c.t.j.keys }
+func (c *root) Keys() []string { return c.t.j.keys }
 
 // undefined is a variable the configuration does not define. Every use of
 // it records the name; minijinja gives it no way to fail on the spot.
@@ -346,17 +395,21 @@ func noArgs(name string, v value.Value, args []value.Value, kw map[string]value.
 	return nil
 }
 
-// stringFilter makes a helper taking a string a filter.
-func stringFilter(name string, f func(string) (string, error)) minijinja.FilterFunc {
+// jinjaHelper makes a helper a filter.
+func jinjaHelper(hp helper) minijinja.FilterFunc {
 	return func(_ minijinja.FilterState, v value.Value, args []value.Value, kw map[string]value.Value) (value.Value, error) {
-		if err := noArgs(name, v, args, kw); err != nil {
+		if err := noArgs(hp.name, v, args, kw); err != nil {
 			return value.Undefined(), helperError(err)
 		}
 		s, ok := v.AsString()
-		if !ok {
-			return value.Undefined(), helperError(fmt.Errorf("%s: want a string, got %s %s", name, v.Kind(), pyRepr(v)))
+		switch {
+		case !ok && hp.other != nil:
+			hp.other(pyStr(v))
+			return v, nil
+		case !ok:
+			return value.Undefined(), helperError(fmt.Errorf("%s: want a string, got %s %s", hp.name, v.Kind(), pyRepr(v)))
 		}
-		out, err := f(s)
+		out, err := hp.fn(s)
 		if err != nil {
 			return value.Undefined(), helperError(err)
 		}

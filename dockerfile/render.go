@@ -1,16 +1,44 @@
 package dockerfile
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/docker-pkg/docker-pkg/config"
 )
 
-// Error is a template that cannot be parsed or rendered.
+// Bounds of one template. A template is the repository's own code, but a
+// mistake in it (an endless loop, a file that is a pipe) must end in an
+// error, not a hang or an exhausted machine.
+const (
+	// MaxTemplateSize is the largest template file read, in bytes.
+	MaxTemplateSize = 4 << 20
+	// MaxOutputSize is the most a template may render, in bytes.
+	MaxOutputSize = 16 << 20
+	// DefaultMaxSteps is the step budget of one render (WithMaxSteps).
+	DefaultMaxSteps = 1_000_000
+)
+
+// ErrTooLarge is matched by the error for a template file larger than
+// MaxTemplateSize or a render longer than MaxOutputSize.
+var ErrTooLarge = errors.New("too large")
+
+// ErrTooLong is matched by the error for a render that takes more steps
+// than any real template does: an endless loop.
+var ErrTooLong = errors.New("too many steps (an endless loop?)")
+
+// ErrNotRegular is matched by the error for a template path that is not a
+// regular file (a pipe, a device, a directory), which is never read.
+var ErrNotRegular = errors.New("not a regular file")
+
+// Error is a template that cannot be read, parsed or rendered.
 type Error struct {
 	Path string
 	Line int // 0 when unknown
@@ -30,13 +58,17 @@ func (e *Error) Unwrap() error { return e.Err }
 // each template is parsed once and kept.
 type Renderer struct {
 	log    *slog.Logger
+	steps  int
 	parse  func(path string, src []byte) (renderable, error)
 	mu     sync.Mutex
 	parsed map[string]*parsed // by path
 }
 
+// renderable is a parsed template. render writes to w, which fails once
+// ctx is done or MaxOutputSize is passed, and checks ctx at every loop
+// iteration (tickFunc).
 type renderable interface {
-	render() ([]byte, error)
+	render(ctx context.Context, w *output) error
 }
 
 // parsed is a template parsed once, by the first render that needs it.
@@ -56,22 +88,34 @@ func WithLogger(l *slog.Logger) Option {
 	return func(r *Renderer) { r.log = l }
 }
 
+// WithMaxSteps bounds the work of one render, which fails with ErrTooLong
+// beyond it: in Jinja2 the statements and expressions evaluated, loop
+// iterations included; in Go the loop iterations and template calls.
+// Default: DefaultMaxSteps, a few seconds of CPU at most, where a real
+// template takes a few hundred.
+func WithMaxSteps(n int) Option {
+	return func(r *Renderer) { r.steps = n }
+}
+
 // New returns a renderer for one run. images maps an image's repository name
 // (registry/namespace/short, as image.Naming.Repo gives) to its full label
 // for every scanned image; cfg.BaseImages are the other known images. The
 // dialect is cfg.TemplateEngine: "jinja2" (also when empty) or "go".
 func New(cfg *config.Config, images map[string]string, opts ...Option) (*Renderer, error) {
-	r := &Renderer{log: slog.New(slog.NewTextHandler(io.Discard, nil)), parsed: map[string]*parsed{}}
+	r := &Renderer{log: slog.New(slog.NewTextHandler(io.Discard, nil)), steps: DefaultMaxSteps, parsed: map[string]*parsed{}}
 	for _, opt := range opts {
 		opt(r)
+	}
+	if r.steps <= 0 {
+		return nil, fmt.Errorf("render step limit must be positive, got %d", r.steps)
 	}
 	h := newHelpers(cfg, images, r.log)
 	switch cfg.TemplateEngine {
 	case "", "jinja2":
-		j := newJinja(h, cfg.Vars)
+		j := newJinja(h, cfg.Vars, r.steps)
 		r.parse = func(path string, src []byte) (renderable, error) { return j.parse(path, src) }
 	case "go":
-		g := newGoTemplates(h, cfg.Vars)
+		g := newGoTemplates(h, cfg.Vars, r.steps)
 		r.parse = func(path string, src []byte) (renderable, error) { return g.parse(path, src) }
 	default:
 		return nil, fmt.Errorf("template_engine: want jinja2 or go, got %q", cfg.TemplateEngine)
@@ -80,8 +124,16 @@ func New(cfg *config.Config, images map[string]string, opts ...Option) (*Rendere
 }
 
 // Render renders src, the template at path (used to name it in errors and
-// to reuse its parse).
-func (r *Renderer) Render(path string, src []byte) ([]byte, error) {
+// to reuse its parse). When ctx is done the render stops at its next loop
+// iteration, macro or template call, or output, with ctx's error; what
+// runs without any of those is bounded by WithMaxSteps.
+func (r *Renderer) Render(ctx context.Context, path string, src []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &Error{Path: path, Err: err}
+	}
+	if len(src) > MaxTemplateSize {
+		return nil, &Error{Path: path, Err: errTemplateSize}
+	}
 	r.mu.Lock()
 	p := r.parsed[path]
 	if p == nil || p.src != string(src) {
@@ -89,18 +141,113 @@ func (r *Renderer) Render(path string, src []byte) ([]byte, error) {
 		r.parsed[path] = p
 	}
 	r.mu.Unlock()
+
 	p.once.Do(func() { p.tmpl, p.err = r.parse(path, src) })
 	if p.err != nil {
 		return nil, p.err
 	}
-	return p.tmpl.render()
+	w := &output{ctx: ctx}
+	err := p.tmpl.render(ctx, w)
+	switch {
+	case ctx.Err() != nil && (err != nil || w.err != nil):
+		return nil, &Error{Path: path, Err: ctx.Err()} // not the engine's words for it
+	case w.err != nil:
+		return nil, &Error{Path: path, Err: w.err}
+	case err != nil:
+		return nil, err
+	}
+	return w.buf.Bytes(), nil
 }
 
-// RenderFile reads and renders the template at path.
-func (r *Renderer) RenderFile(path string) ([]byte, error) {
-	src, err := os.ReadFile(path)
+// RenderFile reads the template at path (see ReadTemplate) and renders it.
+func (r *Renderer) RenderFile(ctx context.Context, path string) ([]byte, error) {
+	src, err := ReadTemplate(path)
 	if err != nil {
 		return nil, fmt.Errorf("rendering %s: %w", path, err)
 	}
-	return r.Render(path, src)
+	return r.Render(ctx, path, src)
+}
+
+// ReadTemplate reads the template at path, following symbolic links, only
+// if it is a regular file of at most MaxTemplateSize bytes: a named pipe
+// would block the read, a device (/dev/zero) never end it. Errors are
+// *os.PathError values, as os.ReadFile's; ErrNotRegular and ErrTooLarge
+// match them.
+func ReadTemplate(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a pipe does not wait for a writer. The mode is
+	// read from the open file, so the file cannot change in between.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, describeMode(info.Mode()))}
+	}
+	tooLarge := &os.PathError{Op: "read", Path: path, Err: errTemplateSize}
+	if info.Size() > MaxTemplateSize {
+		return nil, tooLarge
+	}
+	// The file can grow after Stat: read at most one byte more than allowed.
+	src, err := io.ReadAll(io.LimitReader(f, MaxTemplateSize+1))
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	if len(src) > MaxTemplateSize {
+		return nil, tooLarge
+	}
+	return src, nil
+}
+
+var errTemplateSize = fmt.Errorf("%w: a template is at most %d MiB", ErrTooLarge, MaxTemplateSize>>20)
+
+func describeMode(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
+}
+
+// output collects a render. It fails every write once ctx is done, or once
+// the render passes MaxOutputSize.
+type output struct {
+	ctx context.Context
+	buf bytes.Buffer
+	err error // the first failure, reported instead of the engine's error
+}
+
+func (w *output) Write(p []byte) (int, error) {
+	if err := w.check(len(p)); err != nil {
+		return 0, err
+	}
+	return w.buf.Write(p)
+}
+
+func (w *output) WriteString(s string) (int, error) {
+	if err := w.check(len(s)); err != nil {
+		return 0, err
+	}
+	return w.buf.WriteString(s)
+}
+
+func (w *output) check(n int) error {
+	switch {
+	case w.err != nil:
+	case w.ctx.Err() != nil:
+		w.err = w.ctx.Err()
+	case w.buf.Len()+n > MaxOutputSize:
+		w.err = fmt.Errorf("%w: the rendered Dockerfile passes %d MiB", ErrTooLarge, MaxOutputSize>>20)
+	}
+	return w.err
 }

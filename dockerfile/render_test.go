@@ -45,7 +45,7 @@ func TestGolden(t *testing.T) {
 					cfgName = prefix
 				}
 				r := newTestRenderer(t, filepath.Join("testdata", dialect, cfgName+".yaml"))
-				got, err := r.RenderFile(path)
+				got, err := r.RenderFile(t.Context(), path)
 				base := strings.TrimSuffix(path, ".template")
 				if want, readErr := os.ReadFile(base + ".err"); readErr == nil {
 					if err == nil {
@@ -109,7 +109,7 @@ func TestErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newTestRenderer(t, filepath.Join("testdata", tt.dialect, "config.yaml"))
-			_, err := r.Render("Dockerfile.template", []byte(tt.src))
+			_, err := r.Render(t.Context(), "Dockerfile.template", []byte(tt.src))
 			if !errors.Is(err, tt.is) {
 				t.Fatalf("error %v, want one matching %v", err, tt.is)
 			}
@@ -124,7 +124,7 @@ func TestErrors(t *testing.T) {
 func TestUIDWarning(t *testing.T) {
 	var logs bytes.Buffer
 	r := newTestRenderer(t, "testdata/jinja/config.yaml", WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	out, err := r.Render("Dockerfile.template", []byte(`USER {{ "ghost" | uid }}`))
+	out, err := r.Render(t.Context(), "Dockerfile.template", []byte(`USER {{ "ghost" | uid }}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestUIDWarning(t *testing.T) {
 func TestReparse(t *testing.T) {
 	r := newTestRenderer(t, "testdata/jinja/config.yaml")
 	for _, src := range []string{"one {{ registry }}", "two {{ namespace }}"} {
-		out, err := r.Render("Dockerfile.template", []byte(src))
+		out, err := r.Render(t.Context(), "Dockerfile.template", []byte(src))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +170,7 @@ func TestConcurrent(t *testing.T) {
 			if strings.Count(filepath.Base(path), ".") > 1 {
 				continue // PREFIX.NAME.template: another configuration
 			}
-			out, err := r.RenderFile(path)
+			out, err := r.RenderFile(t.Context(), path)
 			want[path] = fmt.Sprintf("%q %v", out, err)
 		}
 		r = newTestRenderer(t, filepath.Join("testdata", dialect, "config.yaml"))
@@ -180,7 +180,7 @@ func TestConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for path, w := range want {
-					out, err := r.RenderFile(path)
+					out, err := r.RenderFile(t.Context(), path)
 					if got := fmt.Sprintf("%q %v", out, err); got != w {
 						t.Errorf("%s: concurrent render gave %s, want %s", path, got, w)
 					}

@@ -14,10 +14,18 @@ import (
 //
 // doFunc wraps the expression of every {% do %}: Jinja2 takes any
 // expression there, minijinja only a call.
+//
+// tickFunc is called at the start of every loop iteration and macro call
+// (see scopeLoops), in both dialects: it ends a render whose context is
+// done.
 const (
 	mutableListFunc = "_docker_pkg_list"
 	plainListFilter = "_docker_pkg_plain"
 	doFunc          = "_docker_pkg_do"
+	tickFunc        = "_docker_pkg_tick"
+	// loopScope is what every loop iteration opens: a scope of its own,
+	// and a tick.
+	loopScope = "{% with _docker_pkg_t = " + tickFunc + "() "
 )
 
 // prepared is a Jinja2 template rewritten so that minijinja reads it the way
@@ -116,6 +124,12 @@ func prepare(src string) (*prepared, error) {
 // is outside string literals and brackets.
 func regions(s string) []region {
 	var out []region
+	eachRegion(s, func(r region) { out = append(out, r) })
+	return out
+}
+
+// eachRegion calls f with each region of s, in order.
+func eachRegion(s string, f func(region)) {
 	data := 0
 	for i := 0; i < len(s); {
 		j := strings.IndexByte(s[i:], '{')
@@ -133,6 +147,9 @@ func regions(s string) []region {
 			i += 2 + end + 2
 			continue
 		case '%':
+			if !mayBeRaw(s[i+2:]) {
+				break
+			}
 			if m := rawBegin.FindStringIndex(s[i:]); m != nil {
 				e := rawEnd.FindStringIndex(s[i+m[1]:])
 				if e == nil {
@@ -148,16 +165,24 @@ func regions(s string) []region {
 			continue
 		}
 		if data < i {
-			out = append(out, region{data, i, 0})
+			f(region{data, i, 0})
 		}
 		end := tagEnd(s, i+2, s[i+1])
-		out = append(out, region{i, end, s[i+1]})
+		f(region{i, end, s[i+1]})
 		i, data = end, end
 	}
 	if data < len(s) {
-		out = append(out, region{data, len(s), 0})
+		f(region{data, len(s), 0})
 	}
-	return out
+}
+
+// mayBeRaw reports whether the block tag whose code starts s may be
+// {% raw %}, so that rawBegin runs only where it can match.
+func mayBeRaw(s string) bool {
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	return strings.HasPrefix(strings.TrimLeft(s, " \t\n\r"), "raw")
 }
 
 // tagEnd returns the index just past the "}}" (kind '{') or "%}" (kind '%')
@@ -385,6 +410,8 @@ func makeMutable(s string, lists []listLiteral, mutable map[string]bool) string 
 // scopeLoops wraps the body of every for loop in {% with %}...{% endwith %}:
 // Jinja2 gives each iteration a fresh scope, so a {% set %} in the body is
 // gone at the next iteration; minijinja keeps one scope for the whole loop.
+// The with calls tickFunc, so a cancelled render stops at the next
+// iteration; macro bodies get the same with, for recursion.
 // The inserted tags copy the whitespace control of the tags they stand next
 // to, so trimming is unchanged.
 func scopeLoops(s string) string {
@@ -406,21 +433,28 @@ func scopeLoops(s string) string {
 		switch name := m[1]; {
 		case name == "for":
 			open = append(open, "for")
-			edits = append(edits, edit{r.end, "{% with " + trim(tag[len(tag)-3]) + "%}", 0})
+			edits = append(edits, edit{r.end, loopScope + trim(tag[len(tag)-3]) + "%}", 0})
 		case (name == "else" || name == "endfor") && (top == "for" || top == "for-else"):
 			// The else of a for loop is a scope of its own too.
 			edits = append(edits, edit{r.start, "{%" + trim(tag[2]) + " endwith %}", 0})
 			if name == "else" {
-				edits = append(edits, edit{r.end, "{% with " + trim(tag[len(tag)-3]) + "%}", 0})
+				edits = append(edits, edit{r.end, loopScope + trim(tag[len(tag)-3]) + "%}", 0})
 				open[len(open)-1] = "for-else"
 			} else {
 				open = open[:len(open)-1]
 			}
+		case name == "macro":
+			// A macro body ticks too: recursion is the other way to run long.
+			open = append(open, "macro")
+			edits = append(edits, edit{r.end, loopScope + trim(tag[len(tag)-3]) + "%}", 0})
+		case name == "endmacro" && top == "macro":
+			edits = append(edits, edit{r.start, "{%" + trim(tag[2]) + " endwith %}", 0})
+			open = open[:len(open)-1]
 		case strings.HasPrefix(name, "end"):
 			if len(open) > 0 {
 				open = open[:len(open)-1]
 			}
-		case name == "if" || name == "macro" || name == "call" || name == "filter" ||
+		case name == "if" || name == "call" || name == "filter" ||
 			name == "with" || name == "block" || name == "autoescape" || name == "set" && !assigns(tag):
 			open = append(open, name)
 		}

@@ -19,11 +19,13 @@ func TestPrepare(t *testing.T) {
 		{"dict braces", `{{ {"a": "\t"}["a"] }}x`, `{{ {"a": "\t"}["a"] }}x`},
 		{"do", "{%- do x -%}", "{%- do _docker_pkg_do(x) -%}"},
 		{"mutable list", `{% set l = [] %}{% for i in l %}{% do l.append(i) %}{% endfor %}{{ l }}`,
-			`{% set l = _docker_pkg_list([]) %}{% for i in (l|_docker_pkg_plain) %}{% with %}{% do _docker_pkg_do(l.append(i)) %}{% endwith %}{% endfor %}{{ (l|_docker_pkg_plain) }}`},
+			`{% set l = _docker_pkg_list([]) %}{% for i in (l|_docker_pkg_plain) %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% do _docker_pkg_do(l.append(i)) %}{% endwith %}{% endfor %}{{ (l|_docker_pkg_plain) }}`},
 		{"loop scope", "{%- for x in y -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endfor +%}",
-			"{%- for x in y -%}{% with -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endwith %}{%- endfor +%}"},
+			"{%- for x in y -%}{% with _docker_pkg_t = _docker_pkg_tick() -%}\n{% if x %}a{% else %}b{% endif %}\n{%- endwith %}{%- endfor +%}"},
+		{"macro body ticks", "{% macro f(n) -%}\n{{ n }}{% for i in n %}{% endfor %}\n{%- endmacro %}{% if a %}{% endif %}",
+			"{% macro f(n) -%}{% with _docker_pkg_t = _docker_pkg_tick() -%}\n{{ n }}{% for i in n %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% endwith %}{% endfor %}\n{%- endwith %}{%- endmacro %}{% if a %}{% endif %}"},
 		{"loop else and nesting", "{% for x in y %}{% for z in x %}{% set v %}{% endset %}{% endfor %}{% else %}e{% endfor %}",
-			"{% for x in y %}{% with %}{% for z in x %}{% with %}{% set v %}{% endset %}{% endwith %}{% endfor %}{% endwith %}{% else %}{% with %}e{% endwith %}{% endfor %}"},
+			"{% for x in y %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% for z in x %}{% with _docker_pkg_t = _docker_pkg_tick() %}{% set v %}{% endset %}{% endwith %}{% endfor %}{% endwith %}{% else %}{% with _docker_pkg_t = _docker_pkg_tick() %}e{% endwith %}{% endfor %}"},
 		{"list not appended to", `{% set l = [] %}{{ l }}`, `{% set l = [] %}{{ l }}`},
 	}
 	for _, tt := range tests {
@@ -74,21 +76,6 @@ func TestPyFloat(t *testing.T) {
 	}
 }
 
-func TestSplitLabel(t *testing.T) {
-	tests := []struct{ label, name, tag string }{
-		{"x:1", "x", "1"},
-		{"reg.example.org/ns/x:1.0-1", "reg.example.org/ns/x", "1.0-1"},
-		{"127.0.0.1:5000/ns/x:1.0-1", "127.0.0.1:5000/ns/x", "1.0-1"},
-		{"127.0.0.1:5000/ns/x", "127.0.0.1:5000/ns/x", ""},
-		{"x:1@sha256:abc", "x", "1"},
-	}
-	for _, tt := range tests {
-		if name, tag, _ := splitLabel(tt.label); name != tt.name || tag != tt.tag {
-			t.Errorf("splitLabel(%q) = %q, %q, want %q, %q", tt.label, name, tag, tt.name, tt.tag)
-		}
-	}
-}
-
 // FuzzRender checks that no template makes the renderer panic.
 func FuzzRender(f *testing.F) {
 	for _, seed := range []string{
@@ -99,6 +86,6 @@ func FuzzRender(f *testing.F) {
 	}
 	r := newTestRenderer(f, "testdata/jinja/config.yaml")
 	f.Fuzz(func(t *testing.T, src string) {
-		_, _ = r.Render("Dockerfile.template", []byte(src))
+		_, _ = r.Render(t.Context(), "Dockerfile.template", []byte(src))
 	})
 }

@@ -80,7 +80,11 @@ func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts Bu
 			err = fmt.Errorf("removing build-stage image %s: %w", label, rmErr)
 		}
 	}()
-	if _, err := runBuild(ctx, eng, dir, []string{label}, opts, log); err != nil {
+	// The build-stage image is removed below: its record would be a
+	// wasted step.
+	stage := opts
+	stage.Labels = nil
+	if _, err := runBuild(ctx, eng, dir, []string{label}, stage, log); err != nil {
 		return err
 	}
 	// A created container is never started: its files can be read all the

@@ -513,7 +513,7 @@ func build(ctx context.Context, eng Engine, img *Image, req BuildRequest) (strin
 func buildWith(ctx context.Context, b interface {
 	Build(context.Context, BuildRequest) (Built, error)
 }, img *Image, req BuildRequest) (string, error) {
-	dir, err := NewContext(ctx, img.Dir)
+	dir, err := NewContext(ctx, img.Dir, img.Root)
 	if err != nil {
 		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Err: err}
 	}

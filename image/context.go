@@ -10,10 +10,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 )
@@ -25,13 +27,17 @@ import (
 const ContextPrefix = "docker-pkg-ctx-"
 
 // NewContext makes a private temporary folder holding a copy of the image
-// folder dir minus what its .dockerignore excludes. The caller removes it.
-func NewContext(ctx context.Context, dir string) (string, error) {
+// folder dir minus what its .dockerignore excludes. root is the repository
+// dir belongs to (the scanned DIR; "" means dir itself): a symbolic link
+// that resolves inside root is sent as what it points to (see
+// walkContext), one that resolves outside it, or nowhere, is an error. The
+// caller removes the folder.
+func NewContext(ctx context.Context, dir, root string) (string, error) {
 	tmp, err := os.MkdirTemp("", ContextPrefix+strconv.Itoa(os.Getpid())+"-*") // mode 0700: private
 	if err != nil {
 		return "", fmt.Errorf("making build context: %w", err)
 	}
-	if err := copyContext(ctx, dir, tmp); err != nil {
+	if err := copyContext(ctx, dir, root, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("copying %s to the build context: %w", dir, err)
 	}
@@ -151,12 +157,12 @@ func excluded(pm *patternmatcher.PatternMatcher, rel string, isDir bool) (out, s
 	return true, true, nil
 }
 
-// copyContext copies src to dst, keeping file modes and symbolic links as
-// they are, leaving out what .dockerignore excludes: what walkContext
-// walks. The folder's own Dockerfile is left out; the rendered one is
-// written in its place.
-func copyContext(ctx context.Context, src, dst string) error {
-	return walkContext(ctx, src, func(rel string, info fs.FileInfo, name string) error {
+// copyContext copies src to dst, keeping file modes, leaving out what
+// .dockerignore excludes and following symbolic links as walkContext
+// says: what walkContext walks. The folder's own Dockerfile is left out;
+// the rendered one is written in its place.
+func copyContext(ctx context.Context, src, root, dst string) error {
+	return walkContext(ctx, src, root, func(rel string, info fs.FileInfo, name string) error {
 		target := filepath.Join(dst, filepath.FromSlash(rel))
 		// A parent may be missing when .dockerignore excludes it and an
 		// exception brings back a file inside; the daemon would make it 0755.
@@ -183,48 +189,212 @@ func copyContext(ctx context.Context, src, dst string) error {
 	})
 }
 
+// ErrLink is matched (errors.Is) by the error about a symbolic link in an
+// image folder that points outside the repository, or nowhere.
+var ErrLink = errors.New("symbolic link not followed")
+
+// LinkError is a symbolic link walkContext will not send: its target is
+// outside the repository, or does not exist.
+type LinkError struct {
+	Link   string // absolute path of the link
+	Target string // what the link holds, as written
+	Root   string // the repository the target must be in
+	Reason string // "is outside ROOT", "does not exist", ...
+}
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("%s: %v: it points to %s, which %s", e.Link, ErrLink, e.Target, e.Reason)
+}
+
+func (e *LinkError) Is(target error) bool { return target == ErrLink }
+
+// CheckLinks returns every symbolic link under dir (as a build context
+// holds it) that a build would refuse, as *LinkError values joined, or nil.
+func CheckLinks(ctx context.Context, dir, root string) error {
+	w, err := newWalker(ctx, dir, root, func(string, fs.FileInfo, string) error { return nil })
+	if err != nil {
+		return err
+	}
+	w.collect = true
+	if err := w.walk(w.dir, "", nil); err != nil {
+		return err
+	}
+	return errors.Join(w.bad...)
+}
+
 // walkContext calls fn, in lexical order, for every entry of dir that
 // NewContext copies into a build context: the same .dockerignore rules,
 // the same kinds of file. The folder's own Dockerfile is left out, as the
 // rendered one replaces it.
-func walkContext(ctx context.Context, dir string, fn func(rel string, info fs.FileInfo, path string) error) error {
-	pm, err := readIgnore(dir)
+//
+// Symbolic links are what a checkout of a real repository holds
+// (run.sh -> ../common/run.sh), and the daemon refuses to follow them out
+// of the context. A link whose target, written relative, stays inside dir
+// and resolves there is passed on as a link (the image gets the link, as
+// docker build would give it). Any other link that resolves inside root
+// is passed on as its target, under the link's name: fn sees the target's
+// FileInfo and path, and a folder is walked as if it were there. A link
+// that resolves outside root (a host file such as /etc/shadow) or nowhere
+// is a *LinkError: nothing of the host outside the repository ever enters
+// a context.
+func walkContext(ctx context.Context, dir, root string, fn func(rel string, info fs.FileInfo, path string) error) error {
+	w, err := newWalker(ctx, dir, root, fn)
 	if err != nil {
 		return err
 	}
-	if dir, err = filepath.EvalSymlinks(dir); err != nil {
-		return fmt.Errorf("reading image folder: %w", err)
+	return w.walk(w.dir, "", nil)
+}
+
+type walker struct {
+	ctx       context.Context
+	pm        *patternmatcher.PatternMatcher
+	dir, root string // symbolic links resolved
+	fn        func(rel string, info fs.FileInfo, path string) error
+	collect   bool    // CheckLinks: gather bad links rather than stop
+	bad       []error // what collect gathered
+}
+
+func newWalker(ctx context.Context, dir, root string, fn func(string, fs.FileInfo, string) error) (*walker, error) {
+	pm, err := readIgnore(dir)
+	if err != nil {
+		return nil, err
 	}
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+	w := &walker{ctx: ctx, pm: pm, fn: fn}
+	if w.dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return nil, fmt.Errorf("reading image folder: %w", err)
+	}
+	w.root = w.dir
+	if root != "" {
+		if w.root, err = filepath.EvalSymlinks(root); err != nil {
+			return nil, fmt.Errorf("reading repository folder: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// walk walks the folder real (symbolic links resolved) as rel in the
+// context; followed holds the folders entered through links on the way,
+// so a link to one of them is a loop, not an endless walk.
+func (w *walker) walk(real, rel string, followed []string) error {
+	entries, err := os.ReadDir(real)
+	if err != nil {
+		return err
+	}
+	for _, d := range entries {
+		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil || rel == "." {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		out, skipDir, err := excluded(pm, rel, d.IsDir())
+		name := path.Join(rel, d.Name())
+		full := filepath.Join(real, d.Name())
+		isLink := d.Type()&fs.ModeSymlink != 0
+		// A link may be a folder: a pattern may exclude it whole.
+		out, skipDir, err := excluded(w.pm, name, d.IsDir() || isLink)
 		switch {
 		case err != nil:
-			return fmt.Errorf("matching %s against .dockerignore: %w", rel, err)
-		case skipDir:
-			return filepath.SkipDir
-		case out, rel == "Dockerfile":
-			return nil
+			return fmt.Errorf("matching %s against .dockerignore: %w", name, err)
+		case skipDir, out && !d.IsDir() && !isLink, name == "Dockerfile":
+			continue
+		case changelog.IsInternal(d.Name()):
+			// A staged changelog or the journal of an update: never an input,
+			// never sent to the daemon.
+			continue
 		}
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
-		if t := info.Mode().Type(); t != 0 && t != fs.ModeDir && t != fs.ModeSymlink {
-			return nil // sockets, devices, pipes: copyContext leaves them out too
+		target := full
+		if isLink {
+			var keep bool
+			target, info, keep, err = w.resolve(full, real, len(followed) > 0)
+			var le *LinkError
+			if w.collect && errors.As(err, &le) {
+				w.bad = append(w.bad, err)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if keep {
+				if !out {
+					if err := w.fn(name, info, full); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if out && !info.IsDir() {
+				continue
+			}
 		}
-		return fn(rel, info, path)
-	})
+		switch t := info.Mode().Type(); {
+		case t == fs.ModeDir:
+			if !out {
+				if err := w.fn(name, info, target); err != nil {
+					return err
+				}
+			}
+			next := followed
+			if target != full {
+				if slices.Contains(followed, target) || strings.HasPrefix(w.dir+string(filepath.Separator), target+string(filepath.Separator)) {
+					return &LinkError{Link: full, Target: mustReadlink(full), Root: w.root, Reason: "holds the link: following it would never end"}
+				}
+				next = append(slices.Clone(followed), target)
+			}
+			if err := w.walk(target, name, next); err != nil {
+				return err
+			}
+		case t == 0 && !out:
+			if err := w.fn(name, info, target); err != nil {
+				return err
+			}
+		}
+		// Sockets, devices, pipes: left out, as copyContext does.
+	}
+	return nil
+}
+
+// resolve says what the link at full (in the folder real) is sent as:
+// keep, the link itself (info is the link's); otherwise its target, whose
+// path and FileInfo it returns. Inside a folder entered through a link
+// (inFollowed), every link is resolved: its relative target would not
+// mean the same thing in the context.
+func (w *walker) resolve(full, real string, inFollowed bool) (target string, info fs.FileInfo, keep bool, err error) {
+	link, err := os.Readlink(full)
+	if err != nil {
+		return "", nil, false, err
+	}
+	resolved, err := filepath.EvalSymlinks(full)
+	if err != nil {
+		reason := "does not exist"
+		if !errors.Is(err, fs.ErrNotExist) {
+			reason = "cannot be resolved: " + err.Error()
+		}
+		return "", nil, false, &LinkError{Link: full, Target: link, Root: w.root, Reason: reason}
+	}
+	if !within(w.root, resolved) {
+		return "", nil, false, &LinkError{Link: full, Target: link, Root: w.root, Reason: "is outside the repository " + w.root}
+	}
+	if !inFollowed && !filepath.IsAbs(link) && within(w.dir, filepath.Join(real, link)) && within(w.dir, resolved) {
+		info, err := os.Lstat(full)
+		return full, info, true, err
+	}
+	info, err = os.Stat(resolved)
+	return resolved, info, false, err
+}
+
+// within says whether p is dir or inside it.
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+func mustReadlink(p string) string {
+	link, err := os.Readlink(p)
+	if err != nil {
+		return "?"
+	}
+	return link
 }
 
 func copyFile(src, dst string, info fs.FileInfo) error {

@@ -150,7 +150,7 @@ func TestNewContextDockerignore(t *testing.T) {
 			writeTree(t, src, files)
 			t.Setenv("TMPDIR", t.TempDir())
 
-			dir, err := NewContext(t.Context(), src)
+			dir, err := NewContext(t.Context(), src, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +173,7 @@ func TestNewContextKeepsModesAndLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("TMPDIR", t.TempDir())
-	dir, err := NewContext(t.Context(), src)
+	dir, err := NewContext(t.Context(), src, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestNewContextSymlinkedFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("TMPDIR", t.TempDir())
-	dir, err := NewContext(t.Context(), filepath.Join(parent, "link"))
+	dir, err := NewContext(t.Context(), filepath.Join(parent, "link"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func TestNewContextBadDockerignore(t *testing.T) {
 	writeTree(t, src, map[string]string{".dockerignore": "[unclosed\n", "a": ""})
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	_, err := NewContext(t.Context(), src)
+	_, err := NewContext(t.Context(), src, "")
 	if err == nil {
 		t.Fatal("NewContext accepted a malformed pattern")
 	}
@@ -382,5 +382,33 @@ func TestExtractTar(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// What an interrupted update leaves in a folder is neither copied into the
+// build context nor counted as an input.
+func TestContextSkipsUpdateLeftovers(t *testing.T) {
+	privateTmp(t)
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"changelog": "x", "run.sh": "echo"})
+	before, err := InputsDigest(t.Context(), src, "", Inputs{Dockerfile: []byte("FROM scratch\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, src, map[string]string{".changelog.docker-pkg-123.tmp": "half", ".docker-pkg.journal": "{}"})
+	after, err := InputsDigest(t.Context(), src, "", Inputs{Dockerfile: []byte("FROM scratch\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != after {
+		t.Errorf("inputs digest changed with an update's leftovers: %s -> %s", before, after)
+	}
+	dir, err := NewContext(t.Context(), src, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if got, want := listTree(t, dir), []string{"changelog", "run.sh"}; !slices.Equal(got, want) {
+		t.Errorf("context = %v, want %v", got, want)
 	}
 }

@@ -1,119 +1,74 @@
 package image
 
 import (
-	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
+	"slices"
 	"testing"
-	"time"
 )
 
-// underUlimit re-runs the calling test in a child process limited to
-// about 2 GB of address space, so that a read without bound fails there
-// instead of eating the machine's memory; it reports whether the caller
-// is that child and should run the test itself.
-func underUlimit(t *testing.T) bool {
-	t.Helper()
-	const env = "DOCKER_PKG_TEST_ULIMITED"
-	if os.Getenv(env) == t.Name() {
-		return true
-	}
-	cmd := exec.Command("bash", "-c", `ulimit -v 2000000 && exec "$@"`, "bash",
-		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), env+"="+t.Name())
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("under ulimit -v 2000000: %v\n%s", err, tailOf(string(out), 4000))
-	}
-	return false
-}
-
-func tailOf(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
-}
-
-// TestLoadControlNotRegular gives control files that would block (a named
-// pipe) or never end (a link to /dev/zero): Load must refuse them at once,
-// naming the file, under a memory limit.
-func TestLoadControlNotRegular(t *testing.T) {
-	if !underUlimit(t) {
-		return
-	}
-	big := strings.Repeat("Description: padding\n", (MaxControlSize/21)+1)
+func TestAddDepends(t *testing.T) {
 	tests := []struct {
-		name    string
-		make    func(path string) error
-		wantErr string // "" for no error
+		name, in string
+		add      []string
+		want     string
 	}{
-		{
-			name:    "named pipe",
-			make:    func(path string) error { return syscall.Mkfifo(path, 0o644) },
-			wantErr: "not a regular file but a named pipe",
-		},
-		{
-			name:    "link to /dev/zero",
-			make:    func(path string) error { return os.Symlink("/dev/zero", path) },
-			wantErr: "not a regular file but a character device",
-		},
-		{
-			name:    "folder",
-			make:    func(path string) error { return os.Mkdir(path, 0o755) },
-			wantErr: "not a regular file but a directory",
-		},
-		{
-			name:    "too large",
-			make:    func(path string) error { return os.WriteFile(path, []byte(big), 0o644) },
-			wantErr: "larger than the limit of 1 MiB",
-		},
-		{
-			name: "link to a regular file",
-			make: func(path string) error {
-				target := filepath.Join(filepath.Dir(path), "real-control")
-				if err := os.WriteFile(target, []byte("Depends: core\n"), 0o644); err != nil {
-					return err
-				}
-				return os.Symlink(target, path)
-			},
-		},
+		{"one line", "Source: app\n\nPackage: app\nDepends: runtime\nDescription: x\n", []string{"core"},
+			"Source: app\n\nPackage: app\nDepends: runtime, core\nDescription: x\n"},
+		{"one item per line, trailing comma", "Source: b\n\nPackage: b\nDepends:\n core,\nDescription: y\n", []string{"x", "y"},
+			"Source: b\n\nPackage: b\nDepends:\n core,\n x,\n y,\nDescription: y\n"},
+		{"folded without trailing comma", "Package: b\nDepends: a,\n\tb\n", []string{"c"},
+			"Package: b\nDepends: a,\n\tb,\n\tc\n"},
+		{"empty field", "Package: b\nDepends:\nDescription: z\n", []string{"c"},
+			"Package: b\nDepends: c\nDescription: z\n"},
+		{"no Depends: before the binary package's Description", "Source: t\nBuild-Depends: core (>= 1.0)\n\nPackage: t\nDescription: shell\n tools\n", []string{"core"},
+			"Source: t\nBuild-Depends: core (>= 1.0)\n\nPackage: t\nDepends: core\nDescription: shell\n tools\n"},
+		{"no Depends, one paragraph, comments kept", "# a comment\nSource: t\n", []string{"a", "b"},
+			"# a comment\nSource: t\nDepends: a, b\n"},
+		{"no final newline", "Package: t\nDepends: a", []string{"b"}, "Package: t\nDepends: a, b\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := writeImage(t, map[string]string{"Dockerfile.template": "FROM scratch\n", "changelog": entry("a", "1.0")})
-			path := filepath.Join(dir, ControlFile)
-			if err := tt.make(path); err != nil {
+			path := filepath.Join(t.TempDir(), ControlFile)
+			if err := os.WriteFile(path, []byte(tt.in), 0o640); err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() {
-				_, err := Load(dir, Naming{})
-				done <- err
-			}()
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				// Let the blocked read end before failing.
-				if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-					w.Close()
-				}
-				t.Fatal("Load blocked on the control file")
+			if err := AddDepends(path, "img", tt.add); err != nil {
+				t.Fatal(err)
 			}
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Errorf("Load: %v", err)
-				}
-				return
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(fmt.Sprint(err), path+": ") || !strings.Contains(fmt.Sprint(err), tt.wantErr) {
-				t.Errorf("Load: %v; want ErrInvalid naming %s: %s", err, path, tt.wantErr)
+			if string(got) != tt.want {
+				t.Errorf("control\n%q\nwant\n%q", got, tt.want)
+			}
+			if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o640 {
+				t.Errorf("mode %v, %v; want 0640 kept", info.Mode().Perm(), err)
+			}
+			deps, err := readControl(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range tt.add {
+				if !slices.ContainsFunc(deps, func(d Dependency) bool { return d.Name == n }) {
+					t.Errorf("%s is not among the dependencies read back: %+v", n, deps)
+				}
+			}
+			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".control*")); len(left) > 0 {
+				t.Errorf("left behind %q", left)
 			}
 		})
+	}
+}
+
+func TestAddDependsCreatesControl(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ControlFile)
+	if err := AddDepends(path, "app", []string{"runtime"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if want := "Source: app\n\nPackage: app\nDepends: runtime\n"; string(got) != want {
+		t.Errorf("new control %q, want %q", got, want)
 	}
 }

@@ -1,5 +1,7 @@
 package image
 
+import "github.com/docker-pkg/docker-pkg/internal/ref"
+
 // Naming turns an image's short name and version into Docker references:
 // Repo = registry, namespace and short name joined with "/", empty parts
 // left out; tag = version + TagSuffix (the --nightly/--snapshot suffix).
@@ -21,9 +23,12 @@ type Dependency struct {
 // Image is one image definition: a folder holding Dockerfile.template and
 // changelog, and optionally control and Dockerfile.build.template.
 type Image struct {
-	Name       string // short name, from the changelog
-	Version    string // changelog version, exactly as written
-	Dir        string // absolute path of the folder
+	Name    string // short name, from the changelog
+	Version string // changelog version, exactly as written
+	Dir     string // absolute path of the folder
+	// Root is the repository the folder belongs to (the scanned DIR): a
+	// symbolic link in Dir may point anywhere inside it. "" means Dir.
+	Root       string
 	Repo       string // registry/namespace/name
 	Tag        string // Version plus the naming's TagSuffix
 	Depends    []Dependency
@@ -36,15 +41,5 @@ func (img *Image) Label() string { return img.Repo + ":" + img.Tag }
 // Repo joins registry, namespace and short name with "/", leaving out empty
 // parts.
 func (n Naming) Repo(short string) string {
-	out := ""
-	for _, part := range []string{n.Registry, n.Namespace, short} {
-		if part == "" {
-			continue
-		}
-		if out != "" {
-			out += "/"
-		}
-		out += part
-	}
-	return out
+	return ref.Join(n.Registry, n.Namespace, short)
 }

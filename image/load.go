@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/docker-pkg/docker-pkg/changelog"
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"pault.ag/go/debian/version"
 )
 
@@ -26,12 +27,6 @@ const (
 // ErrInvalid is matched (errors.Is) by every error Load returns for a
 // definition the user must fix, as opposed to a file it could not read.
 var ErrInvalid = errors.New("invalid image definition")
-
-// Docker's grammar for a tag and for one component of a repository path.
-var (
-	validTag       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	validComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-)
 
 // Load reads the image definition in dir: its changelog for name and
 // version, its control file (optional) for dependencies, and whether it has
@@ -56,11 +51,11 @@ func Load(dir string, n Naming) (*Image, error) {
 		Repo:    n.Repo(entry.Name),
 		Tag:     entry.Version + n.TagSuffix,
 	}
-	if err := checkTag(img.Tag); err != nil {
+	if err := ref.CheckTag(img.Tag); err != nil {
 		return nil, fmt.Errorf("%s: %w: version %q gives the tag %q, which Docker does not accept: %s",
 			logPath, ErrInvalid, entry.Version, img.Tag, err)
 	}
-	if !validComponent.MatchString(entry.Name) {
+	if !ref.ValidComponent(entry.Name) {
 		return nil, fmt.Errorf("%s: %w: Docker does not accept %q in a repository name: lower-case letters, digits and single separators (., _, __, -) only",
 			logPath, ErrInvalid, entry.Name)
 	}
@@ -75,24 +70,6 @@ func Load(dir string, n Naming) (*Image, error) {
 		return nil, fmt.Errorf("loading image %s: %w", abs, err)
 	}
 	return img, nil
-}
-
-// checkTag says why Docker would refuse tag, or returns nil.
-func checkTag(tag string) error {
-	if validTag.MatchString(tag) {
-		return nil
-	}
-	switch {
-	case tag == "":
-		return errors.New("it is empty")
-	case len(tag) > 128:
-		return fmt.Errorf("it is %d characters long, the limit is 128", len(tag))
-	case strings.ContainsAny(tag, "~+:"):
-		return fmt.Errorf("%q is not allowed in a tag", tag[strings.IndexAny(tag, "~+:")])
-	case tag[0] == '.' || tag[0] == '-':
-		return fmt.Errorf("a tag cannot start with %q", tag[0])
-	}
-	return errors.New("a tag is letters, digits, '_', '.' and '-'")
 }
 
 // MaxControlSize is the largest control file Load reads: 1 MiB, far above
@@ -112,6 +89,11 @@ func readControl(path string) ([]Dependency, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readControlData(path, data)
+}
+
+// readControlData is readControl of data read from path.
+func readControlData(path string, data []byte) ([]Dependency, error) {
 
 	var (
 		deps  []Dependency

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -19,20 +20,33 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
-// The labels of a build record. The OCI annotations say what the image is
-// and what it was built on; LabelInputs says what it was built from.
+// LabelRecord is the one label docker-pkg writes into every image it
+// builds: its build record, as compact JSON (see Record.Labels).
+//
+// One label, under the tool's own key, because labels are copied into
+// every image built FROM ours, users' images included: an image of theirs
+// must not claim to be ours (the org.opencontainers.image.* keys would say
+// "title: python3-bookworm, version: 0.0.3"), and a record names the image
+// it belongs to, so an inherited one is recognised as not this image's.
+// One label is also one step: the classic builder adds a LABEL step, and a
+// history entry, per label given through the build API.
+const LabelRecord = "org.docker-pkg.record"
+
+// recordFormat is the version of the JSON in LabelRecord.
+const recordFormat = 1
+
+// The labels of the records written by docker-pkg before LabelRecord: one
+// label each, OCI keys among them. ParseRecord still reads them, so that
+// images built then are not all taken for changed.
 const (
-	LabelTitle      = "org.opencontainers.image.title"
-	LabelVersion    = "org.opencontainers.image.version"
-	LabelCreated    = "org.opencontainers.image.created"
-	LabelRevision   = "org.opencontainers.image.revision"
-	LabelBaseName   = "org.opencontainers.image.base.name"
-	LabelBaseDigest = "org.opencontainers.image.base.digest"
-	LabelInputs     = "org.docker-pkg.inputs.digest"
-	// LabelParents holds every parent image the build used (FROM of any
-	// stage, COPY --from), as space-separated label=ID pairs: a child is
-	// stale when any of them, not only the base, has been rebuilt since.
-	LabelParents = "org.docker-pkg.parents"
+	legacyTitle      = "org.opencontainers.image.title"
+	legacyVersion    = "org.opencontainers.image.version"
+	legacyCreated    = "org.opencontainers.image.created"
+	legacyRevision   = "org.opencontainers.image.revision"
+	legacyBaseName   = "org.opencontainers.image.base.name"
+	legacyBaseDigest = "org.opencontainers.image.base.digest"
+	legacyInputs     = "org.docker-pkg.inputs.digest"
+	legacyParents    = "org.docker-pkg.parents"
 )
 
 // Record is what docker-pkg writes into the labels of every image it
@@ -51,31 +65,66 @@ type Record struct {
 	Parents map[string]string
 }
 
-// Labels returns the record as labels. Every label is set, empty when
-// unknown, so that none is inherited from the parent image.
-func (r Record) Labels() map[string]string {
-	created := ""
-	if !r.Created.IsZero() {
-		created = r.Created.UTC().Format(time.RFC3339)
-	}
-	return map[string]string{
-		LabelTitle:      r.Title,
-		LabelVersion:    r.Version,
-		LabelCreated:    created,
-		LabelRevision:   r.Revision,
-		LabelBaseName:   r.BaseName,
-		LabelBaseDigest: r.BaseDigest,
-		LabelInputs:     r.Inputs,
-		LabelParents:    formatParents(r.Parents),
-	}
+// recordJSON is a Record as LabelRecord holds it. The base's digest is
+// its entry in Parents.
+type recordJSON struct {
+	Format   int               `json:"v"`
+	Name     string            `json:"name"`
+	Version  string            `json:"version"`
+	Created  string            `json:"created,omitempty"`
+	Revision string            `json:"revision,omitempty"`
+	Base     string            `json:"base,omitempty"`
+	Inputs   string            `json:"inputs"`
+	Parents  map[string]string `json:"parents,omitempty"`
 }
 
-func formatParents(parents map[string]string) string {
-	pairs := make([]string, 0, len(parents))
-	for _, label := range slices.Sorted(maps.Keys(parents)) {
-		pairs = append(pairs, label+"="+parents[label])
+// Labels returns the record as the labels to build the image with: the
+// one label LabelRecord.
+func (r Record) Labels() map[string]string {
+	j := recordJSON{
+		Format: recordFormat, Name: r.Title, Version: r.Version, Revision: r.Revision,
+		Base: r.BaseName, Inputs: r.Inputs, Parents: r.Parents,
 	}
-	return strings.Join(pairs, " ")
+	if !r.Created.IsZero() {
+		j.Created = r.Created.UTC().Format(time.RFC3339)
+	}
+	if r.BaseName != "" && r.Parents[r.BaseName] != r.BaseDigest {
+		// Parents comes from the same resolution; keep both if not.
+		j.Parents = maps.Clone(r.Parents)
+		if j.Parents == nil {
+			j.Parents = map[string]string{}
+		}
+		j.Parents[r.BaseName] = r.BaseDigest
+	}
+	data, err := json.Marshal(j) // map keys sorted: the same record, the same bytes
+	if err != nil {
+		panic(err) // strings and a map of strings always marshal
+	}
+	return map[string]string{LabelRecord: string(data)}
+}
+
+// Annotations returns the record's OCI annotations (title, version,
+// created, revision, base name and digest), for a manifest: unlike labels,
+// annotations of a manifest are not inherited by the images built FROM
+// it. The local Docker Engine cannot put annotations on what it builds or
+// pushes (docker push writes its own manifest); a builder that pushes
+// through BuildKit (the remote builder) sets them there.
+func (r Record) Annotations() map[string]string {
+	out := map[string]string{
+		legacyTitle:   r.Title,
+		legacyVersion: r.Version,
+	}
+	if !r.Created.IsZero() {
+		out[legacyCreated] = r.Created.UTC().Format(time.RFC3339)
+	}
+	if r.Revision != "" {
+		out[legacyRevision] = r.Revision
+	}
+	if r.BaseName != "" {
+		out[legacyBaseName] = r.BaseName
+		out[legacyBaseDigest] = r.BaseDigest
+	}
+	return out
 }
 
 func parseParents(s string) map[string]string {
@@ -88,23 +137,39 @@ func parseParents(s string) map[string]string {
 	return out
 }
 
-// ParseRecord reads img's record from an image's labels. ok is false when
-// they hold none for img at its version: an image built without records,
-// or labels inherited from a parent that has one.
+// ParseRecord reads img's record from an image's labels: LabelRecord, or
+// the labels of a record written before it. ok is false when they hold
+// none for img at its version: an image built without records, or labels
+// inherited from a parent that has one.
 func ParseRecord(img *Image, labels map[string]string) (r Record, ok bool) {
-	r = Record{
-		Title:      labels[LabelTitle],
-		Version:    labels[LabelVersion],
-		Revision:   labels[LabelRevision],
-		BaseName:   labels[LabelBaseName],
-		BaseDigest: labels[LabelBaseDigest],
-		Inputs:     labels[LabelInputs],
-		Parents:    parseParents(labels[LabelParents]),
+	if raw, found := labels[LabelRecord]; found {
+		var j recordJSON
+		if err := json.Unmarshal([]byte(raw), &j); err != nil || j.Format != recordFormat {
+			return Record{}, false
+		}
+		r = Record{
+			Title: j.Name, Version: j.Version, Revision: j.Revision,
+			BaseName: j.Base, BaseDigest: j.Parents[j.Base], Inputs: j.Inputs, Parents: j.Parents,
+		}
+		if r.Parents == nil {
+			r.Parents = map[string]string{}
+		}
+		r.Created, _ = time.Parse(time.RFC3339, j.Created)
+	} else {
+		r = Record{
+			Title:      labels[legacyTitle],
+			Version:    labels[legacyVersion],
+			Revision:   labels[legacyRevision],
+			BaseName:   labels[legacyBaseName],
+			BaseDigest: labels[legacyBaseDigest],
+			Inputs:     labels[legacyInputs],
+			Parents:    parseParents(labels[legacyParents]),
+		}
+		r.Created, _ = time.Parse(time.RFC3339, labels[legacyCreated])
 	}
 	if r.Title != img.Name || r.Version != img.Version || r.Inputs == "" {
 		return Record{}, false
 	}
-	r.Created, _ = time.Parse(time.RFC3339, labels[LabelCreated])
 	return r, true
 }
 
@@ -129,7 +194,7 @@ func NewRecord(ctx context.Context, img *Image, dockerfile, buildDockerfile []by
 		}
 		ids[p] = id
 	}
-	inputs, err := InputsDigest(ctx, img.Dir, Inputs{Dockerfile: dockerfile, BuildDockerfile: buildDockerfile, Parents: ids})
+	inputs, err := InputsDigest(ctx, img.Dir, img.Root, Inputs{Dockerfile: dockerfile, BuildDockerfile: buildDockerfile, Parents: ids})
 	if err != nil {
 		return Record{}, fmt.Errorf("recording the build of %s: %w", img.Label(), err)
 	}
@@ -239,12 +304,13 @@ type Inputs struct {
 }
 
 // InputsDigest is the sha256 digest of everything a build of the image in
-// dir starts from: the rendered Dockerfiles, the files of the build context
-// (as Build copies them: .dockerignore applied, the folder's own Dockerfile
-// replaced) by path, mode and content, and the image ID of every parent.
+// dir (of the repository root) starts from: the rendered Dockerfiles, the
+// files of the build context (as NewContext copies them: .dockerignore
+// applied, the folder's own Dockerfile replaced, symbolic links followed)
+// by path, mode and content, and the image ID of every parent.
 // File order, modification times and owners do not count, so the digest is
 // the same on every machine that has the same files.
-func InputsDigest(ctx context.Context, dir string, in Inputs) (string, error) {
+func InputsDigest(ctx context.Context, dir, root string, in Inputs) (string, error) {
 	h := sha256.New()
 	// Every item is length-prefixed so no two different inputs can write
 	// the same stream.
@@ -262,7 +328,7 @@ func InputsDigest(ctx context.Context, dir string, in Inputs) (string, error) {
 	for _, ref := range slices.Sorted(maps.Keys(in.Parents)) {
 		item("parent", ref, in.Parents[ref])
 	}
-	err := walkContext(ctx, dir, func(rel string, info fs.FileInfo, path string) error {
+	err := walkContext(ctx, dir, root, func(rel string, info fs.FileInfo, path string) error {
 		mode := strconv.FormatUint(uint64(info.Mode()&(fs.ModeType|fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)), 8)
 		switch {
 		case info.IsDir():

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ var recordInputs = Inputs{
 
 func digest(t *testing.T, dir string, in Inputs) string {
 	t.Helper()
-	d, err := InputsDigest(context.Background(), dir, in)
+	d, err := InputsDigest(context.Background(), dir, "", in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,14 +220,12 @@ func TestRecordLabels(t *testing.T) {
 		Parents: map[string]string{"ns/base:1.0": "sha256:11", "127.0.0.1:5000/ns/other:2": "sha256:33"},
 	}
 	labels := rec.Labels()
-	if got, want := labels[LabelParents], "127.0.0.1:5000/ns/other:2=sha256:33 ns/base:1.0=sha256:11"; got != want {
-		t.Errorf("parents label = %q, want %q", got, want)
-	}
-	if got := labels[LabelCreated]; got != "2026-01-05T09:00:00Z" {
-		t.Errorf("created label = %q, want RFC 3339 in UTC", got)
-	}
-	if v, ok := labels[LabelRevision]; !ok || v != "" {
-		t.Errorf("revision label = %q, %v; want present and empty, so a parent's is not inherited", v, ok)
+	// One label, the tool's own, so one LABEL step and nothing an image
+	// built FROM this one would take for its own identity.
+	want := `{"v":1,"name":"app","version":"1.0-1","created":"2026-01-05T09:00:00Z","base":"ns/base:1.0","inputs":"sha256:22",` +
+		`"parents":{"127.0.0.1:5000/ns/other:2":"sha256:33","ns/base:1.0":"sha256:11"}}`
+	if len(labels) != 1 || labels[LabelRecord] != want {
+		t.Errorf("Labels() = %q\nwant only %s = %s", labels, LabelRecord, want)
 	}
 	got, ok := ParseRecord(img, labels)
 	if !ok || !got.Created.Equal(rec.Created) {
@@ -244,7 +243,16 @@ func TestRecordLabels(t *testing.T) {
 		{"no labels", nil},
 		{"a parent's record, inherited", (Record{Title: "base", Version: "1.0", Inputs: "sha256:33"}).Labels()},
 		{"an older version's", (Record{Title: "app", Version: "0.9-1", Inputs: "sha256:33"}).Labels()},
-		{"no inputs digest", map[string]string{LabelTitle: "app", LabelVersion: "1.0-1"}},
+		{"no inputs digest", (Record{Title: "app", Version: "1.0-1"}).Labels()},
+		{"not JSON", map[string]string{LabelRecord: "app 1.0-1"}},
+		{"a later format", map[string]string{LabelRecord: `{"v":2,"name":"app","version":"1.0-1","inputs":"sha256:22"}`}},
+		{"legacy, no inputs digest", map[string]string{legacyTitle: "app", legacyVersion: "1.0-1"}},
+		{"legacy, inherited", legacyLabels(Record{Title: "base", Version: "1.0", Inputs: "sha256:33"})},
+		{"legacy labels inherited, own record a parent's", func() map[string]string {
+			l := legacyLabels(rec) // what an old parent left, as if it were app
+			l[LabelRecord] = (Record{Title: "base", Version: "1.0", Inputs: "sha256:33"}).Labels()[LabelRecord]
+			return l
+		}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,6 +260,79 @@ func TestRecordLabels(t *testing.T) {
 				t.Errorf("ParseRecord() = %+v, true; want no record", r)
 			}
 		})
+	}
+}
+
+// legacyLabels writes r as docker-pkg did before LabelRecord: a label
+// each.
+func legacyLabels(r Record) map[string]string {
+	return map[string]string{
+		legacyTitle:      r.Title,
+		legacyVersion:    r.Version,
+		legacyCreated:    r.Created.UTC().Format(time.RFC3339),
+		legacyRevision:   r.Revision,
+		legacyBaseName:   r.BaseName,
+		legacyBaseDigest: r.BaseDigest,
+		legacyInputs:     r.Inputs,
+		legacyParents:    formatParentsForTest(r.Parents),
+	}
+}
+
+func formatParentsForTest(parents map[string]string) string {
+	var pairs []string
+	for label, id := range parents {
+		pairs = append(pairs, label+"="+id)
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, " ")
+}
+
+// TestRecordLegacyLabels reads a record as earlier versions wrote it, so
+// that their images keep their record (and are not all "changed").
+func TestRecordLegacyLabels(t *testing.T) {
+	img := &Image{Name: "core", Version: "1.2.0-1"}
+	// The labels of fixtures/images/core built by the previous version.
+	labels := map[string]string{
+		"org.opencontainers.image.title":       "core",
+		"org.opencontainers.image.version":     "1.2.0-1",
+		"org.opencontainers.image.created":     "2026-11-29T03:55:29Z",
+		"org.opencontainers.image.revision":    "",
+		"org.opencontainers.image.base.name":   "ns/busybox:static",
+		"org.opencontainers.image.base.digest": "sha256:fe55",
+		"org.docker-pkg.parents":               "ns/busybox:static=sha256:fe55",
+		"org.docker-pkg.inputs.digest":         "sha256:1839",
+	}
+	got, ok := ParseRecord(img, labels)
+	want := Record{
+		Title: "core", Version: "1.2.0-1", Created: time.Date(2026, 11, 29, 3, 55, 29, 0, time.UTC),
+		BaseName: "ns/busybox:static", BaseDigest: "sha256:fe55", Inputs: "sha256:1839",
+		Parents: map[string]string{"ns/busybox:static": "sha256:fe55"},
+	}
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseRecord(legacy labels) = %+v, %v\nwant %+v", got, ok, want)
+	}
+	// A child built now on that parent inherits the legacy labels beside
+	// its own record: its own wins.
+	child := &Image{Name: "runtime", Version: "2.0"}
+	labels[LabelRecord] = (Record{Title: "runtime", Version: "2.0", Inputs: "sha256:44", BaseName: "ns/core:1.2.0-1", BaseDigest: "sha256:c0",
+		Parents: map[string]string{"ns/core:1.2.0-1": "sha256:c0"}}).Labels()[LabelRecord]
+	if r, ok := ParseRecord(child, labels); !ok || r.Inputs != "sha256:44" || r.BaseDigest != "sha256:c0" {
+		t.Errorf("ParseRecord(own record beside inherited legacy labels) = %+v, %v", r, ok)
+	}
+}
+
+func TestRecordAnnotations(t *testing.T) {
+	rec := Record{Title: "app", Version: "1.0-1", Created: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC),
+		BaseName: "ns/base:1.0", BaseDigest: "sha256:11", Inputs: "sha256:22"}
+	want := map[string]string{
+		"org.opencontainers.image.title":       "app",
+		"org.opencontainers.image.version":     "1.0-1",
+		"org.opencontainers.image.created":     "2026-01-05T09:00:00Z",
+		"org.opencontainers.image.base.name":   "ns/base:1.0",
+		"org.opencontainers.image.base.digest": "sha256:11",
+	}
+	if got := rec.Annotations(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Annotations() = %v, want %v", got, want)
 	}
 }
 
@@ -321,6 +402,21 @@ func TestRecordBuildDaemon(t *testing.T) {
 	got, ok := ParseRecord(img, info.Config.Labels)
 	if !ok || got.Inputs != rec.Inputs || got.BaseDigest != rec.BaseDigest || got.Revision != rec.Revision {
 		t.Errorf("record read back = %+v, %v; want %+v", got, ok, rec)
+	}
+	// The classic builder makes a LABEL step, and a history entry, of
+	// each label: the record is one.
+	hist, err := cli.ImageHistory(ctx, img.Label())
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelSteps := 0
+	for _, h := range hist.Items {
+		if strings.Contains(h.CreatedBy, "LABEL ") {
+			labelSteps++
+		}
+	}
+	if labelSteps != 1 || len(info.Config.Labels) != 1 {
+		t.Errorf("the record took %d LABEL steps and %d labels, want 1 and 1: %v", labelSteps, len(info.Config.Labels), info.Config.Labels)
 	}
 
 	_, err = NewRecord(ctx, img, []byte("FROM docker-pkg-test/never-built:0\n"), nil, "", inspectID(cli))

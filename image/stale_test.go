@@ -25,7 +25,7 @@ func TestNewContextNamedAfterItsProcess(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	src := t.TempDir()
-	dir, err := NewContext(t.Context(), src)
+	dir, err := NewContext(t.Context(), src, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/config"
@@ -55,7 +56,8 @@ type Client struct {
 	published sync.Map // label -> publishedImage
 
 	mu      sync.Mutex
-	secrets []string // every credential seen, removed from error messages
+	secrets []string         // every credential seen, removed from error messages
+	down    map[string]error // host -> why it cannot be reached
 }
 
 // Option changes a Client made by New.
@@ -251,7 +253,7 @@ func (r *Client) Published(ctx context.Context, label string) (digest string, ok
 	if err != nil {
 		return "", false, fmt.Errorf("checking %s: %w", label, err)
 	}
-	found, err := r.retry(ctx, "checking "+label, func(ctx context.Context) error {
+	found, err := r.retry(ctx, ref.Context().RegistryStr(), "checking "+label, func(ctx context.Context) error {
 		desc, err := r.puller.Head(ctx, ref)
 		if err == nil {
 			digest = desc.Digest.String()
@@ -261,10 +263,17 @@ func (r *Client) Published(ctx context.Context, label string) (digest string, ok
 	return digest, found, err
 }
 
-// retry makes one registry call, what naming it in errors, bounded by the
-// timeout and retried with backoff while retriable. found is false, with
-// no error, when the registry says the image or repository is unknown.
-func (r *Client) retry(ctx context.Context, what string, call func(context.Context) error) (found bool, err error) {
+// retry makes one call to the registry host, what naming it in errors,
+// bounded by the timeout and retried with backoff while retriable. found
+// is false, with no error, when the registry says the image or repository
+// is unknown. A host that cannot be reached at all (its name does not
+// resolve, it refuses the connection) is not retried: the failure is
+// remembered, and every later call to it fails at once with it
+// (ErrUnreachable), so a tree of many images reports one failure, fast.
+func (r *Client) retry(ctx context.Context, host, what string, call func(context.Context) error) (found bool, err error) {
+	if down := r.unreachable(host); down != nil {
+		return false, fmt.Errorf("%s: %w", what, down)
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	wait := r.backoff
@@ -275,6 +284,8 @@ func (r *Client) retry(ctx context.Context, what string, call func(context.Conte
 			return true, nil
 		case notFound(err):
 			return false, nil
+		case cannotConnect(err):
+			return false, fmt.Errorf("%s: %w", what, r.markDown(host, err))
 		case attempt == r.attempts || !retriable(err):
 			return false, r.redact(fmt.Errorf("%s: %w", what, refused(err)))
 		}
@@ -285,6 +296,73 @@ func (r *Client) retry(ctx context.Context, what string, call func(context.Conte
 		}
 		wait *= 2
 	}
+}
+
+// ErrUnreachable is matched (errors.Is) by the error of every call to a
+// registry that could not be reached at all: its name does not resolve,
+// or it refuses connections.
+var ErrUnreachable = errors.New("registry unreachable")
+
+// unreachableError is the first failure to reach a host, returned again
+// by every later call to it.
+type unreachableError struct {
+	host string
+	err  error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the registry %s: %v", e.host, e.err)
+}
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
+func (e *unreachableError) Unwrap() error        { return e.err }
+
+// Unreachable says whether err means that a registry could not be reached
+// at all: its name does not resolve, nothing listens there, or no route
+// leads to it. Off the registry's network (a laptop off the VPN), that is
+// every registry call; --offline is then the way to work.
+func Unreachable(err error) bool {
+	return errors.Is(err, ErrUnreachable) || cannotConnect(err)
+}
+
+// cannotConnect says whether err means the host is not there. Timeouts
+// and resets are retried; these are not.
+func cannotConnect(err error) bool {
+	if err == nil {
+		return false
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return true
+	}
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// markDown remembers that host cannot be reached and returns the error
+// every later call gets.
+func (r *Client) markDown(host string, err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down == nil {
+		r.down = map[string]error{}
+	}
+	if prev := r.down[host]; prev != nil {
+		return prev
+	}
+	// The cause goes through redaction once: a URL may hold a credential.
+	down := &unreachableError{host: host, err: errors.New(r.redactLocked(err.Error()))}
+	r.down[host] = down
+	return down
+}
+
+func (r *Client) unreachable(host string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.down[host]
 }
 
 func notFound(err error) bool {
@@ -430,6 +508,10 @@ func (r *Client) redact(err error) error {
 func (r *Client) redactString(s string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.redactLocked(s)
+}
+
+func (r *Client) redactLocked(s string) string {
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, "[redacted]")
 	}
@@ -474,7 +556,7 @@ func (r *Client) Config(ctx context.Context, label string) (id string, labels ma
 	if err != nil {
 		return "", nil, fmt.Errorf("reading %s: %w", label, err)
 	}
-	found, err := r.retry(ctx, "reading "+label+" from the registry", func(ctx context.Context) (err error) {
+	found, err := r.retry(ctx, ref.Context().RegistryStr(), "reading "+label+" from the registry", func(ctx context.Context) (err error) {
 		id, labels, err = r.config(ctx, ref)
 		return err
 	})

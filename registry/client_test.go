@@ -148,13 +148,33 @@ func TestRegistryUnreachableIsAnError(t *testing.T) {
 	host, stop := testenv.Registry(t, testenv.RegistryOptions{})
 	noDockerConfig(t)
 	stop()
-	r := newTestRegistry(t, &config.Config{Registry: host})
-	start := time.Now()
-	_, ok, err := r.Published(t.Context(), host+"/releng/node20:1.0")
-	if err == nil {
-		t.Fatalf("Published on a stopped registry = %v, nil; want an error", ok)
+	tests := []struct {
+		name string
+		host string
+	}{
+		{"connection refused", host},
+		{"no such host", "registry.invalid:5000"},
 	}
-	t.Logf("gave up after %s: %v", time.Since(start), err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Many attempts: the first failure must not use them.
+			r := newTestRegistry(t, &config.Config{Registry: tt.host}, WithRetry(5, time.Second))
+			start := time.Now()
+			_, ok, err := r.Published(t.Context(), tt.host+"/releng/node20:1.0")
+			if err == nil || !errors.Is(err, ErrUnreachable) {
+				t.Fatalf("Published on an unreachable registry = %v, %v; want ErrUnreachable", ok, err)
+			}
+			if took := time.Since(start); took > 900*time.Millisecond {
+				t.Errorf("gave up after %s: an unreachable registry was retried", took)
+			}
+			// Every later call fails at once, with the same words.
+			_, _, err2 := r.Config(t.Context(), tt.host+"/releng/node22:1.0")
+			if !errors.Is(err2, ErrUnreachable) || !strings.Contains(err2.Error(), "cannot reach the registry "+tt.host) {
+				t.Errorf("second call = %v, want the remembered ErrUnreachable", err2)
+			}
+			t.Logf("%v", err)
+		})
+	}
 }
 
 func TestRegistryRetriesAreBounded(t *testing.T) {

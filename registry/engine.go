@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/registry"
@@ -60,12 +60,11 @@ func (r *Client) Publish(ctx context.Context, eng Pusher, label string, log io.W
 	if !found {
 		return fmt.Errorf("publishing %s: %w %s", label, ErrNoCredentials, r.host)
 	}
-	slash := strings.LastIndexByte(label, '/')
-	colon := strings.LastIndexByte(label, ':')
-	if colon <= slash {
+	repo, _, ok := ref.SplitLabel(label)
+	if !ok {
 		return fmt.Errorf("publishing %s: not a full label (repository:tag)", label)
 	}
-	latest := label[:colon] + ":latest"
+	latest := repo + ":latest"
 	if _, err := eng.ImageTag(ctx, client.ImageTagOptions{Source: label, Target: latest}); err != nil {
 		return fmt.Errorf("tagging %s as %s: %w", label, latest, err)
 	}

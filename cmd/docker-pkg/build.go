@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -31,12 +34,13 @@ type buildFlags struct {
 	failFast bool
 	atomic   bool
 	builder  string
+	progress progressMode
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
 	o := &buildFlags{}
 	cmd := &cobra.Command{
-		Use:   "build [--select GLOB] [--nightly|--snapshot] [--use-cache] [--no-pull] [--jobs N] [--fail-fast] [--atomic] [--builder classic|buildkit] DIR",
+		Use:   "build [--select GLOB] [--nightly|--snapshot] [--use-cache] [--no-pull] [--jobs N] [--fail-fast] [--atomic] [--builder classic|buildkit] [--progress auto|tty|plain|json] DIR",
 		Short: "Build, verify and publish the images in DIR that are neither built nor published",
 		Long: `build scans DIR, then builds every image that is neither in the local daemon nor
 published (see "docker-pkg plan" for why each image is or is not built) and
@@ -56,11 +60,13 @@ the images left built by earlier runs and publishes every verified image as its
 tag and latest; --atomic publishes nothing unless every image was built and
 verified.
 
-Progress goes to stderr, one line each time an image changes state (a live
-status line on a terminal); the full output of every build goes to
-./docker-pkg-build.log, or to stderr with --info or --debug; every line is cut
-to 8 KiB. The exit status is 1 when any image failed or was skipped, 2 when no
-Docker daemon answers, 130 when interrupted.
+Progress goes to stderr, one line each time an image changes state; the full
+output of every build goes to ./docker-pkg-build.log, or to stderr with --info
+or --debug; every line is cut to 8 KiB. At the end, stdout gets one table:
+each image built or published, its result, how long it took and its size;
+under it, the error of each image that failed and the last lines of its log.
+The exit status is 1 when any image failed or was skipped, 2 when no Docker
+daemon answers, 130 when interrupted.
 
 An image counts as built only once its test passed: one whose test fails is
 kept as TAG-failed, and one whose test was interrupted keeps TAG-unverified;
@@ -68,10 +74,39 @@ the next build builds either again. A test that runs longer than
 verify_timeout seconds fails. The first interrupt (Ctrl-C, SIGTERM) stops the
 builds and tests and cleans up (a test gets SIGTERM, then SIGKILL after 10 s;
 the containers it started with --label "$DOCKER_PKG_VERIFY_LABEL" are
-removed); a second one quits at once.`,
+removed); a second one quits at once.
+
+--progress says how stderr shows progress:
+
+  auto   tty on a terminal (not under CI, TERM=dumb, --info or --debug),
+         plain otherwise (the default)
+  tty    the state lines under a live status line: images done, running
+         (and for how long) and waiting; in colour on a terminal unless
+         NO_COLOR is set
+  plain  only the state lines, "[NAME] PHASE ...", never coloured
+  json   for CI systems: one JSON object per line, one for each event, each
+         with the fields
+           time      when, RFC 3339 in UTC with milliseconds
+           image     short name; label: the full label
+           phase     building, built, verified, failed or skipped (publish
+                     step: verifying, verified, publishing, published, failed)
+           builder   classic or buildkit
+           slot      the build slot, 1 to --jobs, the image holds while it
+                     builds and verifies: images of one slot never overlap;
+                     0 for none (skipped, failed before building, publish)
+           duration  seconds since the image started (built, verified,
+                     failed, published)
+           reason    why it was skipped, or "no test" for verified
+           error     why it failed; stage: the stage that failed (pull,
+                     build-stage, build, verify, publish), log: the last lines
+                     of that stage's log
+         and one for each warning, with time, warning and, when it has one,
+         path (the file to fix). With --info or --debug the log lines are JSON objects too.
+         When the build fails the last line is "docker-pkg: ..." all the same.`,
 		Example: `  docker-pkg -c fixtures/config.yaml build fixtures/images
   docker-pkg build --select '*/app*' --jobs 4 images
-  docker-pkg build --nightly --atomic images`,
+  docker-pkg build --nightly --atomic images
+  docker-pkg build --progress json images 2> events.jsonl`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBuild(cmd.Context(), g, o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -87,6 +122,8 @@ removed); a second one quits at once.`,
 	f.BoolVar(&o.failFast, "fail-fast", false, "stop everything at the first failure")
 	f.BoolVar(&o.atomic, "atomic", false, "publish nothing unless every image was built and verified")
 	f.StringVar(&o.builder, "builder", "", "classic or buildkit (default: builder from the configuration, classic)")
+	o.progress = progressAuto
+	f.Var(&o.progress, "progress", "how stderr shows progress: auto, tty, plain or json")
 	cmd.MarkFlagsMutuallyExclusive("nightly", "snapshot")
 	return cmd
 }
@@ -129,12 +166,24 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	}
 	defer cli.Close()
 	errw := &syncWriter{w: stderr}
-	logw, logger, closeLog, err := g.buildLog(errw)
+	mode := o.progress.resolve(stderr, g.info || g.debug)
+	logw, logger, closeLog, err := g.buildLog(errw, mode == progressJSON)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	fmt.Fprintf(logw, "== docker-pkg build %s, %s ==\n", dir, time.Now().Format(time.RFC3339))
+
+	// A printer for each step: only the build's has a live status line.
+	colour := mode == progressTTY && useColour(stderr)
+	printerFor := func(total int, live bool) printer {
+		if mode == progressJSON {
+			return &jsonProgress{w: errw, builder: cmp.Or(cfg.Builder, "classic")}
+		}
+		return newProgress(errw, total, live && mode == progressTTY, colour)
+	}
+	before := printerFor(0, false)
+	g.warn = before.warn
 
 	fmt.Fprintf(stdout, "== Step 0: scanning %s ==\n", dir)
 	events := &eventSink{}
@@ -148,17 +197,19 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	if err != nil {
 		return err
 	}
+	g.hintOffline(errw, cfg, plan.Unreachable())
 	// Build refuses nothing the reference built, but says what it knows.
 	for _, w := range plan.Warnings() {
-		fmt.Fprintf(errw, "warning: %s\n", w)
+		before.warn(w)
 	}
 	// A selected image whose state is unknown is neither built nor
 	// published by this run: it counts as failed.
 	var unknown []builder.ImageResult
 	for _, e := range plan.Entries {
 		if e.State == builder.Error {
-			fmt.Fprintf(errw, "[%s] failed: cannot tell whether it is built or published: %s\n", e.Image.Name, image.CutLine(e.Reason))
-			unknown = append(unknown, builder.ImageResult{Image: e.Image, Phase: builder.PhaseFailed, Reason: "state unknown"})
+			err := errors.New("cannot tell whether it is built or published: " + image.CutLine(e.Reason))
+			before.event(builder.Event{Image: e.Image, Phase: builder.PhaseFailed, Reason: err.Error(), Err: err, Time: time.Now()})
+			unknown = append(unknown, builder.ImageResult{Image: e.Image, Phase: builder.PhaseFailed, Reason: "state unknown", Err: err})
 		}
 	}
 	chain := plan.Chain()
@@ -168,7 +219,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	}
 
 	fmt.Fprintln(stdout, "== Step 1: building images ==")
-	progress := newProgress(errw, len(chain), isTerminal(stderr) && !g.info && !g.debug)
+	progress := printerFor(len(chain), true)
 	events.set(progress.event)
 	res, err := b.Build(ctx, plan, builder.BuildOptions{FailFast: o.failFast, Cache: o.useCache})
 	progress.stop()
@@ -176,28 +227,25 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 		return err
 	}
 	interrupted := err != nil
-	for _, ir := range res.Images {
-		if ir.Phase == builder.PhaseVerified {
-			fmt.Fprintf(stdout, "* Built image %s\n", ir.Image.Label())
-		} else {
-			fmt.Fprintf(stdout, " ERROR: image %s failed to build, see logs for details\n", ir.Image.Repo)
-		}
-	}
 	for _, label := range slices.Sorted(maps.Keys(res.Pulls)) {
 		if err := res.Pulls[label]; err != nil && !interrupted {
-			fmt.Fprintf(errw, "warning: %v\n", err)
+			before.warn(builder.Warning{Message: err.Error()})
+			g.hintOffline(errw, cfg, err)
 		}
 	}
 
 	fmt.Fprintln(stdout, "== Step 2: publishing ==")
 	var published []builder.ImageResult
 	failed := 0
-	if interrupted {
+	switch {
+	case interrupted:
 		fmt.Fprintln(stdout, "NOT publishing images as the build was interrupted")
-	} else {
-		events.set(newProgress(errw, 0, false).event)
+	case g.offline:
+		fmt.Fprintln(stdout, "NOT publishing images as --offline is set")
+	default:
+		events.set(printerFor(0, false).event)
 		published, err = b.Publish(ctx, plan, res, builder.PublishOptions{Atomic: o.atomic})
-		interrupted = printPublished(stdout, published, err)
+		interrupted = printPublished(stdout, err)
 		if err != nil && !interrupted && !errors.Is(err, registry.ErrNoCredentials) && !errors.Is(err, builder.ErrIncomplete) {
 			fmt.Fprintf(errw, "docker-pkg: %v\n", err)
 			failed++
@@ -205,7 +253,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	}
 
 	fmt.Fprintln(stdout, "== Build done! ==")
-	failed += printSummary(stdout, res, append(unknown, published...))
+	failed += printSummary(stdout, res, append(unknown, published...), useColour(stdout))
 	if !g.info && !g.debug {
 		fmt.Fprintf(stdout, "You can see the logs at ./%s\n", logFile)
 	}
@@ -240,9 +288,10 @@ func (s *eventSink) event(e builder.Event) {
 	}
 }
 
-// printPublished prints the publish step's lines for what builder.Publish
-// returned, and says whether it was interrupted.
-func printPublished(stdout io.Writer, published []builder.ImageResult, err error) (interrupted bool) {
+// printPublished says why the publish step published nothing, if it did
+// not, and whether it was interrupted. What it published is in the
+// summary.
+func printPublished(stdout io.Writer, err error) (interrupted bool) {
 	switch {
 	case errors.Is(err, registry.ErrNoCredentials):
 		fmt.Fprintln(stdout, "NOT publishing images as we have no auth setup")
@@ -253,38 +302,76 @@ func printPublished(stdout io.Writer, published []builder.ImageResult, err error
 	case err != nil:
 		fmt.Fprintln(stdout, "NOT publishing images as the registry could not be asked for credentials")
 	}
-	for _, ir := range published {
-		switch ir.Phase {
-		case builder.PhasePublished:
-			fmt.Fprintf(stdout, "Successfully published image %s\n", ir.Image.Label())
-		case builder.PhaseFailed:
-			fmt.Fprintf(stdout, " ERROR: image %s failed to publish, see logs for details\n", ir.Image.Repo)
-		}
-	}
 	return interrupted
 }
 
 // buildLog returns where the full build output and log messages go: the
-// log file, or stderr with --info or --debug.
-func (g *globals) buildLog(stderr io.Writer) (io.Writer, *slog.Logger, func() error, error) {
+// log file, or stderr with --info or --debug, as JSON with asJSON.
+func (g *globals) buildLog(stderr io.Writer, asJSON bool) (io.Writer, *slog.Logger, func() error, error) {
 	level := slog.LevelInfo
 	if g.debug {
 		level = slog.LevelDebug
 	}
 	if g.info || g.debug {
-		return stderr, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), func() error { return nil }, nil
+		opts := &slog.HandlerOptions{Level: level}
+		if asJSON {
+			// Build output too: each line becomes a log record.
+			logger := slog.New(slog.NewJSONHandler(stderr, opts))
+			return &logLines{logger: logger}, logger, func() error { return nil }, nil
+		}
+		return stderr, slog.New(slog.NewTextHandler(stderr, opts)), func() error { return nil }, nil
 	}
-	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// 0666 less the umask, as any file a command creates: the reference
+	// appends to the same file, and a team may share it.
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("opening log file: %w", err)
 	}
-	w := &syncWriter{w: f}
-	return w, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), f.Close, nil
+	w := &syncWriter{w: &stampWriter{w: f, now: time.Now}}
+	// Every line has its time already: slog's own would say it twice.
+	noTime := func(groups []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey && len(groups) == 0 {
+			return slog.Attr{}
+		}
+		return a
+	}
+	return w, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: noTime})), f.Close, nil
 }
 
-// printSummary prints a table of every image built or published and
-// returns how many failed or were skipped.
-func printSummary(w io.Writer, res *builder.Result, published []builder.ImageResult) int {
+// stampWriter starts every line written to w with the time it began, in
+// RFC 3339, as the reference's log lines start with theirs. A line may
+// come in several writes; it is stamped once.
+type stampWriter struct {
+	w       io.Writer
+	now     func() time.Time
+	midLine bool
+}
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	var out []byte
+	for rest := p; len(rest) > 0; {
+		if !s.midLine {
+			out = s.now().AppendFormat(out, time.RFC3339)
+			out = append(out, ' ')
+		}
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
+		}
+		out = append(out, line...)
+		rest = rest[len(line):]
+		s.midLine = line[len(line)-1] != '\n'
+	}
+	if _, err := s.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// printSummary prints a table of every image built or published, and under
+// it the error and log tail of each failure; it returns how many failed or
+// were skipped. colour paints the results.
+func printSummary(w io.Writer, res *builder.Result, published []builder.ImageResult, colour bool) int {
 	rows := append([]builder.ImageResult(nil), res.Images...)
 	at := map[string]int{}
 	for i, ir := range rows {
@@ -305,17 +392,21 @@ func printSummary(w io.Writer, res *builder.Result, published []builder.ImageRes
 	}
 	failed := 0
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "IMAGE\tRESULT\tDURATION\tSIZE")
+	// Every cell of RESULT is painted, or none: the same bytes added to
+	// each keep the columns aligned.
+	fmt.Fprintf(tw, "IMAGE\t%s\tDURATION\tSIZE\n", paint(colour, noColor, "RESULT"))
+	var failures []builder.ImageResult
 	for _, ir := range rows {
 		result := string(ir.Phase)
 		switch ir.Phase {
 		case builder.PhaseFailed:
 			failed++
+			failures = append(failures, ir)
 			var be *image.BuildError
 			if errors.As(ir.Err, &be) {
 				result = "failed (" + string(be.Stage) + ")"
 			} else if ir.Reason != "" {
-				result += ": " + image.CutLine(ir.Reason)
+				result += ": " + image.CutLine(firstLine(ir.Reason))
 			}
 		case builder.PhaseSkipped:
 			failed++
@@ -332,10 +423,43 @@ func printSummary(w io.Writer, res *builder.Result, published []builder.ImageRes
 		if ir.Size > 0 {
 			size = humanSize(ir.Size)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ir.Image.Label(), result, duration, size)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ir.Image.Label(), paint(colour, cmp.Or(phaseColour(ir.Phase), noColor), result), duration, size)
 	}
 	tw.Flush()
+	for _, ir := range failures {
+		printFailure(w, ir, colour)
+	}
+	if len(failures) > 0 {
+		fmt.Fprintln(w)
+	}
 	return failed
+}
+
+// printFailure prints, after a blank line, why ir failed and the last
+// lines of the failing stage's log.
+func printFailure(w io.Writer, ir builder.ImageResult, colour bool) {
+	why := ir.Reason
+	if ir.Err != nil {
+		why = ir.Err.Error()
+	}
+	var be *image.BuildError
+	if errors.As(ir.Err, &be) {
+		why = string(be.Stage) + " failed: " + be.Err.Error()
+	}
+	fmt.Fprintf(w, "\n%s %s", paint(colour, red, ir.Image.Name+":"), shortDigests(image.CutLine(why)))
+	if be == nil || len(be.Tail) == 0 {
+		fmt.Fprintln(w)
+		return
+	}
+	fmt.Fprintln(w, "; its log ends with:")
+	for _, line := range be.Tail {
+		fmt.Fprintf(w, "    %s\n", image.CutLine(line))
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // humanSize writes bytes as docker images does: decimal units, four
@@ -355,6 +479,28 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// logLines writes each line of the build output as a log record: with
+// --progress json and --info or --debug, every line on stderr is JSON.
+type logLines struct {
+	logger *slog.Logger
+	mu     sync.Mutex
+	part   []byte
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.part = append(l.part, p...)
+	for {
+		i := bytes.IndexByte(l.part, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.logger.Info(string(l.part[:i]))
+		l.part = l.part[i+1:]
+	}
 }
 
 // syncWriter lets several goroutines write to one writer, each Write whole.

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,18 +113,39 @@ func fixturesCopy(t *testing.T, ns string) string {
 	return work
 }
 
+// summaryRow matches the row of label in the summary table, with result.
+func summaryRow(label, result string) *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(label) + ` +` + regexp.QuoteMeta(result) + `(  |$)`)
+}
+
+// mustHaveRows checks the summary table in stdout gives each label its
+// result.
+func mustHaveRows(t *testing.T, stdout string, results map[string]string) {
+	t.Helper()
+	for _, label := range slices.Sorted(maps.Keys(results)) {
+		if !summaryRow(label, results[label]).MatchString(stdout) {
+			t.Errorf("the summary lacks %s %s:\n%s", label, results[label], stdout)
+		}
+	}
+}
+
+// TestBuildFixtures builds fixtures/ whole: fixtures/images, and
+// fixtures/failing built on it, where legacy-app fails its test on purpose
+// and legacy-plugin, built on it, is skipped. (buildFixtures builds
+// fixtures/images alone, which ends green.)
 func TestBuildFixtures(t *testing.T) {
 	cli := testenv.Docker(t)
 	ns := testRepo(t, cli, "")
 	work := fixturesCopy(t, ns)
 
-	stdout, stderr, err := runBuildCmd(t, work, "-c", "config.yaml", "build", "--jobs", "2", "images")
+	stdout, stderr, err := runBuildCmd(t, work, "-c", "config.yaml", "build", "--jobs", "2", ".")
 	if code := exitCode(err); code != 1 {
 		t.Fatalf("exit status %d (%v), want 1: legacy-app fails its test\nstdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
 	}
 	l := func(name, tag string) string { return ns + "/" + name + ":" + tag }
+	// The reference's steps, then one table: no line per image between.
 	want := strings.Join([]string{
-		"== Step 0: scanning images ==",
+		"== Step 0: scanning . ==",
 		"Will build the following images:",
 		"* " + l("core", "1.2.0-1"),
 		"* " + l("build-tools", "0.9.0-1"),
@@ -131,39 +155,53 @@ func TestBuildFixtures(t *testing.T) {
 		"* " + l("ci-runner", "3.1.4-1"),
 		"* " + l("legacy-app", "0.5-1"),
 		"* " + l("app-plugin", "0.1.0-1"),
+		"* " + l("legacy-plugin", "0.1-1"),
 		"== Step 1: building images ==",
-		"* Built image " + l("core", "1.2.0-1"),
-		"* Built image " + l("build-tools", "0.9.0-1"),
-		"* Built image " + l("runtime", "2.3.1-2-s1"),
-		"* Built image " + l("tools", "4.2.0-1"),
-		"* Built image " + l("app", "1.0-3"),
-		"* Built image " + l("ci-runner", "3.1.4-1"),
-		" ERROR: image " + ns + "/legacy-app failed to build, see logs for details",
-		"* Built image " + l("app-plugin", "0.1.0-1"),
 		"== Step 2: publishing ==",
 		"NOT publishing images as we have no auth setup",
 		"== Build done! ==",
-		"",
+		"IMAGE ",
 	}, "\n")
 	if !strings.HasPrefix(stdout, want) {
 		t.Errorf("stdout\n%s\nwant it to start with\n%s", stdout, want)
 	}
-	summary := strings.TrimPrefix(stdout, want)
+	var rows []string
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(line, ns+"/") {
+			rows = append(rows, strings.Fields(line)[0])
+		}
+	}
+	wantRows := []string{
+		l("core", "1.2.0-1"), l("build-tools", "0.9.0-1"), l("runtime", "2.3.1-2-s1"), l("tools", "4.2.0-1"),
+		l("app", "1.0-3"), l("ci-runner", "3.1.4-1"), l("legacy-app", "0.5-1"), l("app-plugin", "0.1.0-1"), l("legacy-plugin", "0.1-1"),
+	}
+	if !reflect.DeepEqual(rows, wantRows) {
+		t.Errorf("the summary's rows are\n%s\nwant one for each image, in plan order:\n%s", strings.Join(rows, "\n"), strings.Join(wantRows, "\n"))
+	}
 	for _, row := range []string{
 		`(?m)^IMAGE +RESULT +DURATION +SIZE$`,
 		`(?m)^` + regexp.QuoteMeta(l("core", "1.2.0-1")) + ` +verified +[0-9.ms]+ +[0-9.]+MB$`,
-		`(?m)^` + regexp.QuoteMeta(l("legacy-app", "0.5-1")) + ` +failed \(verify\) `,
-		`You can see the logs at ./docker-pkg-build.log\n$`,
+		`(?m)^` + regexp.QuoteMeta(l("legacy-app", "0.5-1")) + ` +failed \(verify\) +[0-9.ms]+ +[0-9.]+MB$`,
+		`(?m)^` + regexp.QuoteMeta(l("legacy-plugin", "0.1-1")) + ` +skipped: parent legacy-app failed +- +-$`,
+		// Under the table, the failure and its log tail, once.
+		`\n\nlegacy-app: verify failed: exit status 1; its log ends with:\n` +
+			`    legacy-app: /etc/legacy.conf is missing \(this fixture fails on purpose\)\n\n` +
+			`You can see the logs at ./docker-pkg-build.log\n$`,
 	} {
-		if !regexp.MustCompile(row).MatchString(summary) {
-			t.Errorf("summary lacks %s:\n%s", row, summary)
+		if !regexp.MustCompile(row).MatchString(stdout) {
+			t.Errorf("stdout lacks %s:\n%s", row, stdout)
+		}
+	}
+	for _, not := range []string{"Built image", "ERROR", "\x1b["} {
+		if strings.Contains(stdout, not) {
+			t.Errorf("stdout says %q:\n%s", not, stdout)
 		}
 	}
 
 	for _, said := range []string{
-		"[legacy-app] failed: " + l("legacy-app", "0.5-1") + ": verify failed: exit status 1\n" +
-			"    legacy-app: /etc/legacy.conf is missing (this fixture fails on purpose)\n",
-		"images/wip: has Dockerfile.template but no changelog; skipped\n",
+		"[legacy-app] failed: " + l("legacy-app", "0.5-1") + ": verify failed: exit status 1\n",
+		"[legacy-plugin] skipped: parent legacy-app failed\n",
+		"warning: 1 problem; see docker-pkg lint .\n",
 		"[core] building\n",
 		"[app-plugin] verified ",
 	} {
@@ -171,15 +209,22 @@ func TestBuildFixtures(t *testing.T) {
 			t.Errorf("stderr says %q %d times, want once:\n%s", said, n, stderr)
 		}
 	}
-	if strings.Contains(stderr, "\r") {
-		t.Error("stderr is not a terminal, yet got a live status line")
+	// The tail is printed once, under the table.
+	for _, not := range []string{"\r", "\x1b[", "/etc/legacy.conf is missing"} {
+		if strings.Contains(stderr, not) {
+			t.Errorf("stderr, not a terminal, says %q:\n%s", not, stderr)
+		}
 	}
 	log, err := os.ReadFile(filepath.Join(work, logFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n")[1:] {
-		if !strings.HasPrefix(line, "[") {
+	for i, line := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n") {
+		stamp, rest, _ := strings.Cut(line, " ")
+		if _, err := time.Parse(time.RFC3339, stamp); err != nil {
+			t.Errorf("log line without an RFC 3339 time: %q", line)
+		}
+		if i > 0 && !strings.HasPrefix(rest, "[") {
 			t.Errorf("log line without its image's name: %q", line)
 		}
 	}
@@ -213,13 +258,8 @@ func TestBuildKeepsPasswordSecret(t *testing.T) {
 	if code := exitCode(err); code != 1 {
 		t.Fatalf("exit status %d (%v), want 1: publishing to %s fails\nstdout:\n%s\nstderr:\n%s", code, err, registry, stdout, stderr)
 	}
-	for _, said := range []string{
-		"* Built image " + registry + "/" + ns + "/secretive:1.0-1\n",
-		" ERROR: image " + registry + "/" + ns + "/secretive failed to publish, see logs for details\n",
-	} {
-		if !strings.Contains(stdout, said) {
-			t.Fatalf("stdout lacks %q:\n%s", said, stdout)
-		}
+	if !summaryRow(registry+"/"+ns+"/secretive:1.0-1", "failed (publish)").MatchString(stdout) {
+		t.Fatalf("the summary lacks secretive failed (publish):\n%s", stdout)
 	}
 	outputs["stdout"], outputs["stderr"] = stdout, stderr
 	// Again, with debug messages on stderr: the image is built, and asking
@@ -306,11 +346,8 @@ func TestBuildPullsAndPublishes(t *testing.T) {
 		t.Fatalf("build: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
 	label := host + "/" + ns + "/app:1.0-1"
-	for _, said := range []string{"* Built image " + label + "\n", "Successfully published image " + label + "\n"} {
-		if !strings.Contains(stdout, said) {
-			t.Errorf("stdout lacks %q:\n%s", said, stdout)
-		}
-	}
+	mustHaveRows(t, stdout, map[string]string{label: "published"})
+	mustContain(t, "stderr", stderr, "[app] verified ", "[app] published ")
 	for _, ref := range []string{label, host + "/" + ns + "/app:latest"} {
 		if _, ok, err := reg.Published(t.Context(), ref); err != nil || !ok {
 			t.Errorf("%s published: %v, %v; want true", ref, ok, err)

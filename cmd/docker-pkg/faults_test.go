@@ -19,19 +19,15 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// binary builds docker-pkg into a folder of the test's own: signals and
+// testBinary is docker-pkg built for the test (buildBinary): signals and
 // SIGKILL need a process of its own. DOCKER_PKG_TEST_BINARY names another
 // build to test instead (an older one, to see these tests fail).
-func binary(t *testing.T) string {
+func testBinary(t *testing.T) string {
 	t.Helper()
 	if bin := os.Getenv("DOCKER_PKG_TEST_BINARY"); bin != "" {
 		return bin
 	}
-	out := filepath.Join(t.TempDir(), "docker-pkg")
-	if b, err := exec.Command("go", "build", "-o", out, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
+	return buildBinary(t).path
 }
 
 // proc is docker-pkg running in work, its output collected.
@@ -120,7 +116,7 @@ func busyboxTree(t *testing.T, ns, name, steps, test string) string {
 // and the next build removes it, but not a live run's.
 func TestBuildKilledLeavesNoContext(t *testing.T) {
 	cli := testenv.Docker(t)
-	bin := binary(t)
+	bin := testBinary(t)
 	ns := testRepo(t, cli, "")
 	marker := "dpkg-kill-" + strings.ToLower(rand.Text()[:8])
 	work := busyboxTree(t, ns, "slow", "RUN echo "+marker+" && sleep 120", "")
@@ -177,53 +173,13 @@ func TestBuildKilledLeavesNoContext(t *testing.T) {
 	})
 }
 
-// TestInterruptStopsScan interrupts a plan whose scan blocks reading a
-// Dockerfile.template that is a named pipe: SIGTERM must end it, with
-// status 130.
-func TestInterruptStopsScan(t *testing.T) {
-	bin := binary(t)
-	work := t.TempDir()
-	writeYAML(t, filepath.Join(work, "config.yaml"), map[string]any{"namespace": "ns"})
-	writeImage(t, filepath.Join(work, "images"), "a", "FROM scratch\n", "")
-	writeImage(t, filepath.Join(work, "images"), "blocked", "FROM scratch\n", "")
-	fifo := filepath.Join(work, "images", "blocked", image.TemplateFile)
-	if err := os.Remove(fifo); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, bin, work, t.TempDir(), "-c", "config.yaml", "plan", "images")
-	p.cmd.Env = append(p.cmd.Env, "DOCKER_HOST=unix://"+t.TempDir()+"/no-daemon.sock")
-	var w *os.File
-	waitFor(t, "docker-pkg to read the named pipe", func() bool {
-		var err error
-		w, err = os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
-		return err == nil || p.wait(0) >= 0
-	})
-	if w == nil {
-		t.Fatalf("docker-pkg ended before reading the named pipe\n%s", p)
-	}
-	defer w.Close()
-	time.Sleep(200 * time.Millisecond) // into the read that blocks
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := p.wait(20 * time.Second); code != 130 {
-		t.Fatalf("after SIGTERM: exit status %d (-1: still running), want 130\n%s", code, p)
-	}
-	if !strings.Contains(p.stderr.String(), "interrupted") {
-		t.Errorf("stderr does not say it was interrupted:\n%s", p.stderr.String())
-	}
-}
-
 // TestSecondInterruptQuits interrupts a build whose test ignores SIGTERM:
 // the first SIGINT starts the cleanup, which waits out the test's grace
 // period; the second ends docker-pkg at once, with status 130, and the
 // test with it.
 func TestSecondInterruptQuits(t *testing.T) {
 	cli := testenv.Docker(t)
-	bin := binary(t)
+	bin := testBinary(t)
 	ns := testRepo(t, cli, "")
 	state := t.TempDir()
 	work := busyboxTree(t, ns, "stubborn", "RUN true",
@@ -274,7 +230,7 @@ func running(pid int) bool {
 // line it prints or logs is cut to image.MaxLine bytes.
 func TestBuildBoundedOutput(t *testing.T) {
 	cli := testenv.Docker(t)
-	bin := binary(t)
+	bin := testBinary(t)
 	ns := testRepo(t, cli, "")
 	work := busyboxTree(t, ns, "chatty", "RUN true",
 		"head -c 100000000 /dev/zero | tr '\\0' x\necho\nexit 1")

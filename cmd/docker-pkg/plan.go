@@ -47,7 +47,9 @@ about a built or published image, whose tag exists so build will not rebuild it:
 
   stale: parent X is now D1, built on D2
       the parent was rebuilt since (or is stale itself): "update --stale DIR"
-      gives the stale images and their children a new version
+      gives the stale images and their children a new version; D1 and D2 are
+      image IDs, shortened to 12 digits as docker images shows them (--json
+      gives them whole)
   changed since TAG was built: run update or add a changelog entry
       its template or files changed but its version did not
   parent X will be rebuilt
@@ -69,10 +71,13 @@ so once on stderr. Warnings from the scan (half-defined folders, dependencies
 the templates use but control does not list) go to stderr.
 
 --json prints one object, {"images": [...]}, each image with name, tag,
-label, dir (relative to DIR), depends (short names of the scanned images it
-depends on), state, reason, code (the reason for programs: not_built,
-no_daemon, built_locally, published, check_failed, unverified, test_failed,
-stale, changed, parent_rebuilt), selected (matches --select) and build (in the build chain).`,
+label, dir (relative to DIR), depends (the names its control file's Depends
+and Build-Depends list, as written and in their order, images outside DIR and
+base images included), implied (the images under DIR its templates use that
+depends does not list, sorted), state, reason, code (the reason for
+programs: not_built, no_daemon, built_locally, published, check_failed,
+unverified, test_failed, stale, changed, parent_rebuilt), selected (matches
+--select) and build (in the build chain).`,
 		Example: `  docker-pkg -c fixtures/config.yaml plan fixtures/images
   docker-pkg plan --select '*/app*' images
   docker-pkg plan --why app images
@@ -111,6 +116,7 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 	if err != nil {
 		return err
 	}
+	g.hintOffline(stderr, cfg, plan.Unreachable())
 	entries := plan.Entries
 	if o.why != "" {
 		if entries, err = plan.Why(o.why); err != nil {
@@ -158,7 +164,7 @@ func printPlan(w io.Writer, plan *builder.Plan, entries []builder.Entry, summary
 		if e.Build {
 			pos = fmt.Sprint(step[e.Image.Name])
 		}
-		reason := e.Reason
+		reason := shortDigests(e.Reason)
 		if e.Build && !e.Selected {
 			reason += "; needed by the selection"
 		}
@@ -184,6 +190,7 @@ type planImageJSON struct {
 	Label    string        `json:"label"`
 	Dir      string        `json:"dir"`
 	Depends  []string      `json:"depends"`
+	Implied  []string      `json:"implied"`
 	State    builder.State `json:"state"`
 	Reason   string        `json:"reason"`
 	Code     builder.Code  `json:"code"`
@@ -192,6 +199,12 @@ type planImageJSON struct {
 }
 
 func printPlanJSON(w io.Writer, tree *builder.Tree, entries []builder.Entry) error {
+	implied := map[string][]string{}
+	for _, e := range tree.Edges() { // by parent name for each child
+		if e.Implied {
+			implied[e.Child] = append(implied[e.Child], e.Parent)
+		}
+	}
 	out := planJSON{Images: []planImageJSON{}}
 	for _, e := range entries {
 		dir, err := filepath.Rel(tree.Dir, e.Image.Dir)
@@ -199,13 +212,13 @@ func printPlanJSON(w io.Writer, tree *builder.Tree, entries []builder.Entry) err
 			return err
 		}
 		depends := []string{}
-		for _, p := range tree.Parents(e.Image.Name) {
-			depends = append(depends, p.Name)
+		for _, d := range e.Image.Depends {
+			depends = append(depends, d.Name)
 		}
 		out.Images = append(out.Images, planImageJSON{
 			Name: e.Image.Name, Tag: e.Image.Tag, Label: e.Image.Label(), Dir: filepath.ToSlash(dir),
-			Depends: depends, State: e.State, Reason: e.Reason, Code: e.Code,
-			Selected: e.Selected, Build: e.Build,
+			Depends: depends, Implied: append([]string{}, implied[e.Image.Name]...),
+			State: e.State, Reason: e.Reason, Code: e.Code, Selected: e.Selected, Build: e.Build,
 		})
 	}
 	enc := json.NewEncoder(w)

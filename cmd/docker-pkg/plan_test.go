@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -36,14 +38,13 @@ func TestPlanFixtures(t *testing.T) {
 4      to_build  docker-pkg-fixtures/tools:4.2.0-1        not checked: no Docker daemon
 5      to_build  docker-pkg-fixtures/app:1.0-3            not checked: no Docker daemon
 6      to_build  docker-pkg-fixtures/ci-runner:3.1.4-1    not checked: no Docker daemon
-7      to_build  docker-pkg-fixtures/legacy-app:0.5-1     not checked: no Docker daemon
-8      to_build  docker-pkg-fixtures/app-plugin:0.1.0-1   not checked: no Docker daemon
-8 of 8 images to build.
+7      to_build  docker-pkg-fixtures/app-plugin:0.1.0-1   not checked: no Docker daemon
+7 of 7 images to build.
 `
 	if stdout != want {
 		t.Errorf("plan printed\n%s\nwant\n%s", stdout, want)
 	}
-	for _, said := range []string{"no Docker daemon answers at ", "wip: has Dockerfile.template but no changelog; skipped"} {
+	for _, said := range []string{"no Docker daemon answers at ", "warning: 1 problem; see docker-pkg lint ../../fixtures/images\n"} {
 		if n := strings.Count(stderr, said); n != 1 {
 			t.Errorf("stderr says %q %d times, want once:\n%s", said, n, stderr)
 		}
@@ -70,7 +71,7 @@ func TestPlanJSON(t *testing.T) {
 	}
 	wantPlugin := map[string]any{
 		"name": "app-plugin", "tag": "0.1.0-1", "label": "docker-pkg-fixtures/app-plugin:0.1.0-1",
-		"dir": "app/plugins/app-plugin", "depends": []any{"app"}, "state": "to_build",
+		"dir": "app/plugins/app-plugin", "depends": []any{"app"}, "implied": []any{}, "state": "to_build",
 		"reason": "not checked: no Docker daemon", "code": "no_daemon", "selected": true, "build": true,
 	}
 	if last := got.Images[len(got.Images)-1]; !reflect.DeepEqual(last, wantPlugin) {
@@ -78,6 +79,63 @@ func TestPlanJSON(t *testing.T) {
 	}
 	if core := got.Images[0]; core["selected"] != false || core["build"] != true {
 		t.Errorf("core = %v, want a dependency the chain adds (selected false, build true)", core)
+	}
+}
+
+// TestPlanJSONDepends checks depends lists the control file's Depends as
+// written, images outside DIR and base images included, and implied the
+// images only the templates name.
+func TestPlanJSONDepends(t *testing.T) {
+	dir := t.TempDir()
+	image := func(name, control, template string) {
+		t.Helper()
+		files := map[string]string{
+			"changelog": name + " (1.0-1) wikimedia; urgency=medium\n\n  * Change.\n\n" +
+				" -- Author <a@example.org>  Mon, 05 Jan 2026 10:00:00 +0100\n",
+			"Dockerfile.template": template,
+		}
+		if control != "" {
+			files["control"] = control
+		}
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name, f), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	image("base", "", `FROM {{ "busybox" | image_tag }}`+"\n")
+	image("tool", "", `FROM {{ "busybox" | image_tag }}`+"\n")
+	// Depends names an image outside DIR first, a base image, then base;
+	// the template also uses tool, which control does not list.
+	image("app", "Source: app\nBuild-Depends: elsewhere (>= 2)\n\nPackage: app\nDepends: busybox, base\n",
+		`FROM {{ "base" | image_tag }}`+"\n"+`COPY --from={{ "tool" | image_tag }} /bin/sh /tool`+"\n")
+	stdout, stderr, err := run(t, "plan", "--json", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got planJSON
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("plan --json: %v\n%s", err, stdout)
+	}
+	deps := map[string][2][]string{}
+	for _, img := range got.Images {
+		deps[img.Name] = [2][]string{img.Depends, img.Implied}
+	}
+	want := map[string][2][]string{
+		"base": {{}, {}},
+		"tool": {{}, {}},
+		"app":  {{"elsewhere", "busybox", "base"}, {"tool"}},
+	}
+	if !reflect.DeepEqual(deps, want) {
+		t.Errorf("depends and implied:\n%v\nwant\n%v", deps, want)
+	}
+	for _, said := range []string{"warning: 2 problems; see docker-pkg lint "} {
+		if !strings.Contains(stderr, said) {
+			t.Errorf("stderr lacks %q:\n%s", said, stderr)
+		}
 	}
 }
 
@@ -122,7 +180,7 @@ func TestGraph(t *testing.T) {
 			`    i0["core:1.2.0-1"]`,
 			"    b0 -.-> i0",
 			"    i0 --> i1",
-			"    i4 --> i7",
+			"    i4 --> i6",
 		}},
 	}
 	for _, tt := range tests {
@@ -141,8 +199,8 @@ func TestGraph(t *testing.T) {
 					t.Errorf("graph --format %s lacks the line\n%s\nin\n%s", tt.format, want, stdout)
 				}
 			}
-			if n := strings.Count(stdout, "->"); tt.format == "dot" && n != 9 {
-				t.Errorf("graph has %d edges, want 9 (8 between images, 1 from the base image)", n)
+			if n := strings.Count(stdout, "->"); tt.format == "dot" && n != 8 {
+				t.Errorf("graph has %d edges, want 8 (7 between images, 1 from the base image)", n)
 			}
 		})
 	}
@@ -157,7 +215,7 @@ func TestPlanWhy(t *testing.T) {
 1      to_build  docker-pkg-fixtures/core:1.2.0-1        not checked: no Docker daemon
 3      to_build  docker-pkg-fixtures/runtime:2.3.1-2-s1  not checked: no Docker daemon
 5      to_build  docker-pkg-fixtures/app:1.0-3           not checked: no Docker daemon
-8      to_build  docker-pkg-fixtures/app-plugin:0.1.0-1  not checked: no Docker daemon
+7      to_build  docker-pkg-fixtures/app-plugin:0.1.0-1  not checked: no Docker daemon
 `
 	if stdout != want {
 		t.Errorf("plan --why printed\n%s\nwant\n%s", stdout, want)

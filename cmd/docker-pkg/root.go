@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,11 +16,19 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// globals are the reference's global flags.
+// globals are the reference's global flags, and how a command shows
+// warnings.
 type globals struct {
 	configFile string
 	debug      bool
 	info       bool
+	// offline: no registry contact at all (--offline).
+	offline bool
+	// hinted: the hint about --offline was printed.
+	hinted bool
+	// warn prints a warning of the scan; nil prints "warning: ..." on the
+	// command's stderr.
+	warn func(builder.Warning)
 }
 
 // exitError ends the program with a given status; msg may be empty when
@@ -43,10 +52,13 @@ versions it, and an optional control file listing the images it depends on.
 Every command takes the directory to scan as its last argument.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("docker-pkg {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&g.configFile, "configfile", "c", "config.yaml", "configuration file")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log debug messages to the terminal instead of the log file")
 	root.PersistentFlags().BoolVar(&g.info, "info", false, "log informational messages to the terminal instead of the log file")
+	root.PersistentFlags().BoolVar(&g.offline, "offline", false, "never contact the registry: states from the local Docker daemon alone, nothing pulled or published")
 	root.AddCommand(
 		newBuildCmd(g),
 		newPruneCmd(g),
@@ -54,6 +66,8 @@ Every command takes the directory to scan as its last argument.`,
 		newPlanCmd(g),
 		newRenderCmd(g),
 		newGraphCmd(g),
+		newLintCmd(g),
+		newVersionCmd(),
 	)
 	return root
 }
@@ -81,8 +95,8 @@ func (g *globals) logger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// open loads the configuration and scans dir into a Builder, printing the
-// scan's warnings on stderr. The registry client (nil when none is
+// open loads the configuration and scans dir into a Builder, printing how
+// many problems the scan found on stderr (lint lists them). The registry client (nil when none is
 // configured) and the daemon given are wired in; opts come last.
 func (g *globals) open(ctx context.Context, dir string, docker *client.Client, stderr io.Writer, opts ...builder.Option) (*builder.Builder, error) {
 	cfg, err := g.loadConfig()
@@ -94,9 +108,16 @@ func (g *globals) open(ctx context.Context, dir string, docker *client.Client, s
 
 // openWith is open with the configuration already loaded.
 func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, docker *client.Client, stderr io.Writer, opts ...builder.Option) (*builder.Builder, error) {
-	reg, err := registry.New(cfg, registry.WithLabelCache(registry.DefaultLabelCache()))
-	if err != nil {
-		return nil, err
+	var reg *registry.Client
+	if g.offline {
+		if cfg.Registry != "" {
+			fmt.Fprintf(stderr, "docker-pkg: offline: not contacting the registry %s: states come from the local Docker daemon alone, nothing is pulled or published\n", cfg.Registry)
+		}
+	} else {
+		var err error
+		if reg, err = registry.New(cfg, registry.WithLabelCache(registry.DefaultLabelCache())); err != nil {
+			return nil, err
+		}
 	}
 	base := []builder.Option{builder.WithRegistry(reg), builder.WithLogger(g.logger(stderr))}
 	if docker != nil {
@@ -106,10 +127,35 @@ func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, 
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range b.Tree().Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+	// The list is lint's: repeated on every command, it hid everything else.
+	if n := len(b.Tree().Warnings); n > 0 {
+		msg := fmt.Sprintf("%d %s; see docker-pkg lint %s", n, plural(n, "problem"), dir)
+		if g.warn != nil {
+			g.warn(builder.Warning{Message: msg})
+		} else {
+			fmt.Fprintf(stderr, "warning: %s\n", msg)
+		}
 	}
 	return b, nil
+}
+
+// hintOffline says once, when err means the registry could not be reached
+// at all, that --offline exists.
+func (g *globals) hintOffline(stderr io.Writer, cfg *config.Config, err error) {
+	if g.hinted || g.offline || !registry.Unreachable(err) {
+		return
+	}
+	g.hinted = true
+	fmt.Fprintf(stderr, "docker-pkg: the registry %s cannot be reached; to work from the local Docker daemon alone, without it, use --offline\n", cfg.Registry)
+}
+
+// longDigest is a sha256 digest as image IDs and build records hold them.
+var longDigest = regexp.MustCompile(`\bsha256:([0-9a-f]{12})[0-9a-f]{52}\b`)
+
+// shortDigests shortens every sha256 digest in s to its first 12 hex
+// digits, as docker images shows IDs: for people. --json keeps them whole.
+func shortDigests(s string) string {
+	return longDigest.ReplaceAllString(s, "sha256:$1")
 }
 
 // daemon returns a client for the local Docker daemon, or why there is

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/builder"
+	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/spf13/cobra"
 )
 
@@ -18,6 +19,7 @@ type updateOptions struct {
 	selector string
 	dryRun   bool
 	stale    bool
+	noWait   bool
 }
 
 func newUpdateCmd(g *globals) *cobra.Command {
@@ -30,7 +32,11 @@ directly or not (control files and image_tag in templates alike), a new entry
 at the top of its changelog, so that the next build rebuilds them.
 
 NAME is an image's short name, matched exactly: "update php" does not touch
-sury-php. Instead of NAME, --select GLOB updates every image whose full label
+sury-php. NAME may also be a base image (an entry of base_images, named as
+image_tag names it: "update bookworm"): then every image built on it (image_tag
+in a template, or Depends in control) and every image that depends on those
+are updated, each entry saying "Refresh for update in parent image bookworm:"
+and the reason, as the reference words it. Instead of NAME, --select GLOB updates every image whose full label
 matches the shell glob ("*" also matches "/"; '*php:*' is what the reference's
 "update php" selected), and the images that depend on them; then only DIR is
 given.
@@ -49,6 +55,16 @@ listed. Otherwise each changelog is rewritten in full next to the original and
 only when all are ready renamed over them: an error or an interrupt leaves
 every changelog as it was.
 
+A reason must not be empty and holds no control character but newline and
+tab. A changelog with CRLF line endings gets its entry with CRLF; a read-only
+changelog is refused.
+
+update holds DIR's lock (DIR/.docker-pkg.lock, with its pid) from reading the
+tree to its last write: another update of DIR waits for it, saying so, or with
+--no-wait fails at once naming the pid of the holder. Taking the lock first
+finishes, or rolls back, an update that was killed while writing, and removes
+its temporary files. --dry-run takes no lock.
+
 The author is DEBFULLNAME, else git's user.name, else fallback_author; the
 email DEBEMAIL, else git's user.email, else fallback_email.
 
@@ -60,7 +76,8 @@ rebuilt, or a base image was refreshed) gets an entry saying
 image that depends on it the usual refresh entry. "docker-pkg plan" shows them
 as stale.
 
-It prints each image updated, parents first, as "* NAME OLD -> NEW";
+It prints each image updated, parents first, as "* NAME OLD -> NEW" (with
+--stale, each image built on a changed parent adds why, its digests short);
 --dry-run also prints the entries it would write, and writes nothing.`,
 		Example: `  docker-pkg update --reason 'CVE-2026-1234 in libfoo' core images
   docker-pkg update --version 1.3.0-1 --dry-run core images
@@ -92,6 +109,12 @@ It prints each image updated, parents first, as "* NAME OLD -> NEW";
 			if o.stale {
 				return runUpdateStale(cmd.Context(), g, o, dir, cmd.Flags().Changed("reason"), cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
+			// The default applies only to a reason not given at all.
+			if cmd.Flags().Changed("reason") {
+				if err := changelog.CheckReason(o.reason); err != nil {
+					return fmt.Errorf("--reason: %w", err)
+				}
+			}
 			return runUpdate(cmd.Context(), g, o, name, dir, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -100,6 +123,7 @@ It prints each image updated, parents first, as "* NAME OLD -> NEW";
 	cmd.Flags().StringVar(&o.selector, "select", "", "shell glob on full labels: update the images it matches instead of NAME")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the entries without writing them")
 	cmd.Flags().BoolVar(&o.stale, "stale", false, "update the images built on a parent image that has changed since, and their children")
+	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "fail at once if another docker-pkg holds DIR's lock, instead of waiting for it")
 	return cmd
 }
 
@@ -107,17 +131,23 @@ func runUpdate(ctx context.Context, g *globals, o *updateOptions, name, dir stri
 	if o.version != "" && o.selector != "" {
 		return errors.New("--version applies to NAME; it cannot be used with --select")
 	}
+	lock, err := lockTree(ctx, dir, o, stderr)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	b, err := g.open(ctx, dir, nil, stderr)
 	if err != nil {
 		return err
 	}
-	req := builder.NewUpdateRequest(b.Config(), time.Now())
+	req := builder.NewUpdateRequest(ctx, b.Config(), time.Now())
 	req.Name, req.Select, req.Reason, req.Version = name, o.selector, o.reason, o.version
 	res, err := b.Update(req)
 	if err != nil {
 		return err
 	}
-	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
+	res.Lock = lock
+	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, nil, stdout)
 }
 
 // runUpdateStale is update --stale: the images whose build record names a
@@ -129,6 +159,11 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	case reasonSet:
 		return errors.New("--stale writes its own reason, naming the parent and its digests: it cannot be used with --reason")
 	}
+	lock, err := lockTree(ctx, dir, o, stderr)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
@@ -137,7 +172,7 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	switch {
 	case err == nil:
 		defer docker.Close()
-	case cfg.Registry == "":
+	case cfg.Registry == "" || g.offline:
 		return fmt.Errorf("update --stale reads build records from the Docker daemon or the registry, and there is neither: %w", err)
 	default:
 		fmt.Fprintf(stderr, "docker-pkg: %v: reading build records from the registry only\n", err)
@@ -148,24 +183,79 @@ func runUpdateStale(ctx context.Context, g *globals, o *updateOptions, dir strin
 	}
 	stale, err := b.Stale(ctx)
 	if err != nil {
+		g.hintOffline(stderr, cfg, err)
 		return err
 	}
 	if len(stale) == 0 {
 		_, err := fmt.Fprintln(stdout, "No stale image: every image was built on its parent as it is now.")
 		return err
 	}
-	res, err := b.UpdateStale(builder.NewUpdateRequest(cfg, time.Now()), stale)
+	res, err := b.UpdateStale(builder.NewUpdateRequest(ctx, cfg, time.Now()), stale)
 	if err != nil {
 		return err
 	}
-	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, stdout)
+	res.Lock = lock
+	why := make(map[string]string, len(stale))
+	for _, d := range stale {
+		why[d.Image.Name] = d.Reason
+	}
+	return writeUpdate(ctx, b.Tree(), dir, res, o.dryRun, why, stdout)
 }
 
-// writeUpdate prints the changes of res and writes them, or with dryRun
-// prints the entries instead.
-func writeUpdate(ctx context.Context, tree *builder.Tree, dir string, res *builder.UpdateResult, dryRun bool, stdout io.Writer) error {
+// lockTree takes DIR's changelog lock for an update that writes (none for
+// a dry run), says on stderr when it waits and what it repaired of an
+// interrupted run.
+func lockTree(ctx context.Context, dir string, o *updateOptions, stderr io.Writer) (*changelog.Lock, error) {
+	if o.dryRun {
+		return nil, nil
+	}
+	opts := []changelog.Option{changelog.OnWait(func(pid int) {
+		holder := "another docker-pkg run"
+		if pid > 0 {
+			holder += fmt.Sprintf(" (pid %d)", pid)
+		}
+		fmt.Fprintf(stderr, "docker-pkg: waiting for %s to finish writing changelogs under %s (--no-wait to fail instead)\n", holder, dir)
+	})}
+	if o.noWait {
+		opts = append(opts, changelog.NoWait())
+	}
+	fault, err := testFault()
+	if err != nil {
+		return nil, err
+	}
+	if fault != nil {
+		opts = append(opts, changelog.WithFault(fault))
+	}
+	lock, err := changelog.Acquire(ctx, dir, opts...)
+	if err != nil {
+		return nil, err
+	}
+	r := lock.Recovered()
+	switch {
+	case r.Journal != "" && len(r.Finished) > 0:
+		fmt.Fprintf(stderr, "docker-pkg: finished an update interrupted while writing changelogs (journal %s): wrote the last %d\n", r.Journal, len(r.Finished))
+	case r.Journal != "":
+		fmt.Fprintf(stderr, "docker-pkg: an update interrupted after writing its changelogs left its journal %s: removed it\n", r.Journal)
+	}
+	for _, p := range r.Kept {
+		fmt.Fprintf(stderr, "docker-pkg: %s changed since an interrupted update staged its entry: left as it is\n", p)
+	}
+	if len(r.Removed) > 0 {
+		fmt.Fprintf(stderr, "docker-pkg: removed %d temporary files of an interrupted update\n", len(r.Removed))
+	}
+	return lock, nil
+}
+
+// writeUpdate prints the changes of res, each with why when it has a
+// reason there, and writes them, or with dryRun prints the entries
+// instead, as they would be written.
+func writeUpdate(ctx context.Context, tree *builder.Tree, dir string, res *builder.UpdateResult, dryRun bool, why map[string]string, stdout io.Writer) error {
 	for _, c := range res.Changes {
-		fmt.Fprintf(stdout, "* %s %s -> %s\n", c.Image.Name, c.Old, c.New)
+		fmt.Fprintf(stdout, "* %s %s -> %s", c.Image.Name, c.Old, c.New)
+		if reason := why[c.Image.Name]; reason != "" {
+			fmt.Fprintf(stdout, " (%s)", shortDigests(reason))
+		}
+		fmt.Fprintln(stdout)
 	}
 	if dryRun {
 		fmt.Fprintln(stdout)

@@ -1,6 +1,7 @@
 // Package testenv gives tests the real services they run against: the Docker
-// daemon started by scripts/docker-up, base images made locally, and a
-// distribution registry on loopback.
+// daemon started by scripts/docker-up, base images made locally, a
+// distribution registry on loopback, buildkitd daemons (with mutual TLS if
+// asked) and a multi-platform busybox base pushed through them.
 // With CI=true a missing service fails the test instead of skipping it, so a
 // CI run can never pass by testing nothing.
 package testenv
