@@ -94,7 +94,7 @@ done
 drain=$(($(date +%s) - drain_start))
 contexts=$(find "$tmp" -maxdepth 1 -name 'docker-pkg-ctx-*' | wc -l)
 left_containers=$(containers)
-verified=$(grep -c '^\* Built image ' "$work/out" || true)
+verified=$(awk '$2 == "verified"' "$work/out" | wc -l)
 plan=$(cd "$tree" && "$work/docker-pkg" -c config.yaml plan . 2>/dev/null || true)
 built=$(awk '$2 == "built"' <<<"$plan" | wc -l)
 legacy=$(awk '$3 ~ /\/legacy-app:/ { print $2 }' <<<"$plan")
