@@ -14,9 +14,13 @@
 # strictly decrease down every changelog (dpkg --compare-versions), and no
 # temporary file, journal or lock file is left. Prints the figures.
 #
-# Needs no Docker daemon. Environment: ROUNDS (default 50), KILLS (default
-# 50), DELAY (per step, default 20ms), KILL_MS (kill within 0..KILL_MS ms
-# of the start, default 400).
+# Then, with a Docker daemon, bench/soak-build.sh: BUILD_KILLS (default 50)
+# builds of the fixtures killed with kill -9, ending with no build context
+# and no container left (BUILD_KILLS=0 skips it).
+#
+# The update part needs no Docker daemon. Environment: ROUNDS (default 50),
+# KILLS (default 50), DELAY (per step, default 20ms), KILL_MS (kill within
+# 0..KILL_MS ms of the start, default 400), BUILD_KILLS (default 50).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +34,7 @@ trap 'rm -rf "$work"' EXIT
 go build -o "$work/docker-pkg" ./cmd/docker-pkg
 cp -r fixtures/images "$work/images"
 tree=$work/images
+docker_host=${DOCKER_HOST-} # the build soak's daemon
 export DEBFULLNAME="Soak Test" DEBEMAIL=soak@example.org
 export DOCKER_HOST=unix://$work/no-daemon.sock XDG_CONFIG_HOME=$work/config
 # An array, not a function: kill -9 must reach docker-pkg itself, not a
@@ -126,4 +131,13 @@ printf 'kill -9: %d runs, %d killed (%d landed whole, %d rolled back), %d finish
 	"$kills" "$killed" "$landed" "$rolled_back" "$completed" "$finished" "$removed" "$kill_s"
 printf 'end: %d entries in %d changelogs, all parse, versions strictly decrease; %d files of docker-pkg left; %d failures\n' \
 	"$entries" "$(find "$tree" -name changelog -type f | wc -l)" "$left" "$failures"
+
+# kill -9 during build.
+if ((${BUILD_KILLS:-50} > 0)); then
+	(
+		unset DOCKER_HOST XDG_CONFIG_HOME
+		[[ -n $docker_host ]] && export DOCKER_HOST=$docker_host
+		KILLS=${BUILD_KILLS:-50} bench/soak-build.sh
+	) || fail "bench/soak-build.sh"
+fi
 ((failures == 0))

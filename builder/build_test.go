@@ -97,7 +97,7 @@ func newFakeDocker() *fakeDocker { return &fakeDocker{changed: make(chan struct{
 
 func (f *fakeDocker) ImageBuild(ctx context.Context, body io.Reader, opts client.ImageBuildOptions) (client.ImageBuildResult, error) {
 	dockerfile := readDockerfile(body)
-	tag := opts.Tags[0]
+	tag := opts.Tags[len(opts.Tags)-1] // the image's label; the unverified mark before it
 	f.mu.Lock()
 	f.started = append(f.started, tag)
 	f.running++
@@ -166,6 +166,20 @@ func (f *fakeDocker) waitStarted(t *testing.T, name string) {
 
 func (f *fakeDocker) ImageInspect(ctx context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
 	return client.ImageInspectResult{InspectResponse: apiimage.InspectResponse{ID: ref, Size: 4200}}, nil
+}
+
+// The calls a verify makes: no container to remove, marks that change
+// nothing.
+func (f *fakeDocker) ContainerList(context.Context, client.ContainerListOptions) (client.ContainerListResult, error) {
+	return client.ContainerListResult{}, nil
+}
+
+func (f *fakeDocker) ImageRemove(context.Context, string, client.ImageRemoveOptions) (client.ImageRemoveResult, error) {
+	return client.ImageRemoveResult{}, nil
+}
+
+func (f *fakeDocker) ImageTag(context.Context, client.ImageTagOptions) (client.ImageTagResult, error) {
+	return client.ImageTagResult{}, nil
 }
 
 func (f *fakeDocker) startedNames() []string {

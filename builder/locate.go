@@ -293,7 +293,10 @@ func (l *locator) record(ctx context.Context, img *image.Image) (image.Record, b
 
 // state is img's initial state and why, as SPEC "States and the build"
 // says: with pulling allowed, published first, then built locally;
-// without, absent locally means to_build whatever the registry has.
+// without, absent locally means to_build whatever the registry has. An
+// image counts as built locally only once its test passed: one that still
+// carries its unverified mark, or that was kept as failed, is to_build,
+// and the reason says so.
 func (l *locator) state(ctx context.Context, img *image.Image) Assessment {
 	label := img.Label()
 	failed := func(err error) Assessment { return Assessment{Error, CodeCheckFailed, err.Error()} }
@@ -310,7 +313,24 @@ func (l *locator) state(ctx context.Context, img *image.Image) Assessment {
 		isBuilt.Reason = "built locally, not published"
 	}
 	remote := func() (bool, error) { f, err := l.find(ctx, true, label); return f.ok, err }
-	local := func() (bool, error) { f, err := l.find(ctx, false, label); return f.ok, err }
+	// local says whether the daemon has the image, verified; when it has
+	// it unverified, or only a failed one, why is the state to give.
+	local := func() (ok bool, why *Assessment, err error) {
+		f, err := l.find(ctx, false, label)
+		if err != nil {
+			return false, nil, err
+		}
+		if f.ok {
+			if m, err := l.find(ctx, false, img.UnverifiedLabel()); err == nil && m.ok && m.id == f.id {
+				return false, &Assessment{ToBuild, CodeUnverified, "built, but its test never finished (interrupted)"}, nil
+			}
+			return true, nil, nil
+		}
+		if m, err := l.find(ctx, false, img.FailedLabel()); err == nil && m.ok {
+			return false, &Assessment{ToBuild, CodeTestFailed, "its last build failed its test (kept as " + img.FailedLabel() + ")"}, nil
+		}
+		return false, nil, nil
+	}
 
 	if l.pull {
 		switch ok, err := remote(); {
@@ -319,17 +339,21 @@ func (l *locator) state(ctx context.Context, img *image.Image) Assessment {
 		case ok:
 			return isPublished
 		}
-		switch ok, err := local(); {
+		switch ok, why, err := local(); {
 		case err != nil:
 			return failed(err)
 		case ok:
 			return isBuilt
+		case why != nil:
+			return *why
 		}
 		return notBuilt
 	}
-	switch ok, err := local(); {
+	switch ok, why, err := local(); {
 	case err != nil:
 		return failed(err)
+	case why != nil:
+		return *why
 	case !ok:
 		return notBuilt
 	}

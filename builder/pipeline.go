@@ -7,9 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker-pkg/docker-pkg/dockerfile"
 	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/moby/moby/client"
 )
 
 // This file is the one path an image takes: render -> record -> build ->
@@ -113,16 +116,63 @@ func (b *Builder) buildImage(ctx context.Context, backend Backend, r Rendered, r
 		HTTPProxy:       b.cfg.HTTPProxy,
 		Limits:          b.cfg.ContainerLimits,
 		Labels:          rec.Labels(),
+		Tags:            []string{img.UnverifiedLabel()},
 		Log:             log,
 	})
 }
 
-// verify runs img's test against the image in the local engine. skipped
-// is true when it has none.
+// verify runs img's test against the image in the local engine, within
+// verify_timeout, and removes the containers it started. skipped is true
+// when it has none. Unless ctx was cancelled meanwhile, the outcome is
+// then marked in the daemon (see markVerified).
 func (b *Builder) verify(ctx context.Context, img *image.Image, log io.Writer) (skipped bool, err error) {
-	skipped, err = image.Verify(ctx, img, b.cfg.VerifyCommand, b.cfg.VerifyArgs, b.cfg.HTTPProxy, log)
+	o := image.VerifyOptions{
+		Command: b.cfg.VerifyCommand,
+		Args:    b.cfg.VerifyArgs,
+		Proxy:   b.cfg.HTTPProxy,
+		Timeout: b.cfg.VerifyTimeout,
+		Log:     log,
+	}
+	if b.engine != nil {
+		o.Containers = b.engine
+	}
+	skipped, err = image.Verify(ctx, img, o)
 	if skipped {
 		fmt.Fprintln(log, "no test to run: verification skipped")
 	}
+	if ctx.Err() == nil && b.engine != nil {
+		b.markVerified(ctx, img, err == nil, log)
+	}
 	return skipped, err
+}
+
+// markVerified records in the daemon how img's test ended, so that only an
+// image that passed counts as built. Passed: the image loses its
+// unverified mark, and an image kept from an earlier failure goes. Failed:
+// the image is kept as its FailedLabel only, for debugging; its label is
+// free and the next run builds it again. An interrupted test is not
+// marked: the unverified mark stays and the next plan rebuilds the image.
+// Failures go to log; the image's result stands.
+func (b *Builder) markVerified(ctx context.Context, img *image.Image, passed bool, log io.Writer) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	untag := func(ref string, prune bool) {
+		_, err := b.engine.ImageRemove(ctx, ref, client.ImageRemoveOptions{PruneChildren: prune})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			fmt.Fprintf(log, "WARNING: removing %s: %v\n", ref, err)
+		}
+	}
+	// The image of an earlier failure, unless a container keeps it.
+	untag(img.FailedLabel(), true)
+	if passed {
+		untag(img.UnverifiedLabel(), false)
+		return
+	}
+	if _, err := b.engine.ImageTag(ctx, client.ImageTagOptions{Source: img.Label(), Target: img.FailedLabel()}); err != nil {
+		fmt.Fprintf(log, "WARNING: keeping the failed image as %s: %v\n", img.FailedLabel(), err)
+	} else {
+		fmt.Fprintf(log, "the image failed its test: kept as %s, and built again next time\n", img.FailedLabel())
+	}
+	untag(img.Label(), false)
+	untag(img.UnverifiedLabel(), false)
 }

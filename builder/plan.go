@@ -33,6 +33,10 @@ const (
 	CodeBuiltLocally Code = "built_locally" // in the local daemon
 	CodePublished    Code = "published"     // in the registry
 	CodeCheckFailed  Code = "check_failed"  // asking the daemon or registry failed
+	// State to_build, though a build is or was in the local daemon: only
+	// an image that passed its test counts as built.
+	CodeUnverified Code = "unverified"  // built, but its test never ended (interrupted or killed)
+	CodeTestFailed Code = "test_failed" // its last build failed its test; kept as Repo:Tag-failed
 	// Read from build records (WithRecords); the state stays built or
 	// published: build does not rebuild such an image, its tag exists.
 	CodeStale   Code = "stale"   // built on a parent image that has changed since, or on a stale one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -138,12 +139,20 @@ func pruneImage(ctx context.Context, c Engine, img *image.Image, label string, d
 		if len(refs) == 0 {
 			refs = digests
 		}
+		var dry *dryImage
+		if dryRun {
+			dry = &dryImage{refs: append(slices.Clone(summary.RepoTags), summary.RepoDigests...)}
+		}
 		for _, ref := range refs {
-			if !dryRun {
-				if err := remove(ctx, c, ref, summary.ID); err != nil {
-					r.Errors = append(r.Errors, err)
-					continue
-				}
+			var err error
+			if dryRun {
+				err = dry.remove(ctx, c, ref, summary.ID)
+			} else {
+				err = remove(ctx, c, ref, summary.ID)
+			}
+			if err != nil {
+				r.Errors = append(r.Errors, err)
+				continue
 			}
 			r.Removed = append(r.Removed, ref)
 		}
@@ -161,25 +170,98 @@ func remove(ctx context.Context, c Engine, ref, id string) error {
 	}
 	// The daemon's message gives only a truncated container ID; name the
 	// container.
-	list, lerr := c.ContainerList(ctx, client.ContainerListOptions{
+	if inUse := usedBy(ctx, c, ref, id); inUse != nil {
+		return inUse
+	}
+	return fmt.Errorf("removing %s: %w", ref, err)
+}
+
+// usedBy is the ErrInUse error naming a container that uses image id, or
+// nil when none does (or the daemon cannot say).
+func usedBy(ctx context.Context, c Engine, ref, id string) error {
+	list, err := c.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
 		Filters: make(client.Filters).Add("ancestor", id),
 	})
-	if lerr != nil || len(list.Items) == 0 {
-		return fmt.Errorf("removing %s: %w", ref, err)
+	if err != nil {
+		return nil
 	}
-	ctr := list.Items[0]
-	for _, it := range list.Items {
-		if it.ImageID == id { // ancestor also matches images built on it
-			ctr = it
-			break
+	for _, ctr := range list.Items {
+		if ctr.ImageID != id { // ancestor also matches images built on it
+			continue
+		}
+		name := ctr.ID
+		if len(ctr.Names) > 0 {
+			name = strings.TrimPrefix(ctr.Names[0], "/")
+		}
+		return fmt.Errorf("removing %s: %w by container %s (%.12s); left in place", ref, ErrInUse, name, ctr.ID)
+	}
+	return nil
+}
+
+// dryImage is one image as a dry run removes its references one by one,
+// so that it says what the real run would: the daemon refuses to remove
+// a reference, without force, when a container uses the image and the
+// reference is its only tag (references of one repository, at most one of
+// them a tag: the rule of the daemon's ImageDelete).
+type dryImage struct {
+	refs []string // references left, tags and digests
+}
+
+func (d *dryImage) remove(ctx context.Context, c Engine, ref, id string) error {
+	if singleReference(d.refs) {
+		if err := usedBy(ctx, c, ref, id); err != nil {
+			return err
 		}
 	}
-	name := ctr.ID
-	if len(ctr.Names) > 0 {
-		name = strings.TrimPrefix(ctr.Names[0], "/")
+	removed, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return fmt.Errorf("removing %s: %w", ref, err)
 	}
-	return fmt.Errorf("removing %s: %w by container %s (%.12s); left in place", ref, ErrInUse, name, ctr.ID)
+	_, isDigest := removed.(reference.Canonical)
+	left := d.refs[:0]
+	for _, r := range d.refs {
+		if normalized(r) != normalized(ref) {
+			left = append(left, r)
+		}
+	}
+	d.refs = left
+	// Removing the last tag of a repository removes its digests too.
+	if !isDigest && !slices.ContainsFunc(d.refs, func(r string) bool {
+		named, err := reference.ParseNormalizedNamed(r)
+		_, digest := named.(reference.Canonical)
+		return err == nil && !digest && named.Name() == removed.Name()
+	}) {
+		d.refs = slices.DeleteFunc(d.refs, func(r string) bool { return sameRepo(r, removed) })
+	}
+	return nil
+}
+
+// singleReference says whether refs are of one repository with at most
+// one tag among them, as the daemon's isSingleReference does.
+func singleReference(refs []string) bool {
+	if len(refs) <= 1 {
+		return len(refs) == 1
+	}
+	var single reference.Named
+	digestRepos := map[string]bool{}
+	for _, r := range refs {
+		named, err := reference.ParseNormalizedNamed(r)
+		if err != nil {
+			return false
+		}
+		if _, ok := named.(reference.Canonical); ok {
+			digestRepos[named.Name()] = true
+		} else if single == nil {
+			single = named
+		} else {
+			return false
+		}
+	}
+	if single == nil {
+		single, _ = reference.ParseNormalizedNamed(refs[0])
+	}
+	return len(digestRepos) == 1 && digestRepos[single.Name()]
 }
 
 func sameRepo(ref string, repo reference.Named) bool {

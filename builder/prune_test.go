@@ -260,3 +260,77 @@ func TestPruneBadOptions(t *testing.T) {
 // nopEngine panics on any call: for checks that must fail before the
 // daemon is asked.
 type nopEngine struct{ Engine }
+
+// TestPruneDryRunMatchesRun prunes, dry then for real, old versions that
+// containers use: as the only tag of their image (left in place), or
+// besides another tag (removed all the same). The dry run must say what
+// the run then does.
+func TestPruneDryRunMatchesRun(t *testing.T) {
+	cli := testenv.Docker(t)
+	ns := pruneNamespace(t)
+	x := ns + "/x"
+	for _, ref := range []string{x + ":1.0", x + ":1.1", x + ":1.2"} {
+		importImage(t, cli, ref)
+	}
+	tagImage(t, cli, x+":1.0", x+":1.0-extra") // two tags of one repository
+	var ctrs []string
+	for _, ref := range []string{x + ":1.0", x + ":1.1"} {
+		ctr, err := cli.ContainerCreate(t.Context(), client.ContainerCreateOptions{
+			Config: &container.Config{Image: ref, Cmd: []string{"/never-run"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctrs = append(ctrs, ctr.ID)
+		t.Cleanup(func() {
+			cli.ContainerRemove(context.Background(), ctr.ID, client.ContainerRemoveOptions{Force: true})
+		})
+	}
+	tree := pruneTree(t, ns)
+	opts := PruneOptions{Select: "*/x:*", DryRun: true}
+	dry, err := builderFor(t, tree, testConfig(), WithEngine(cli)).Prune(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.DryRun = false
+	real, err := builderFor(t, tree, testConfig(), WithEngine(cli)).Prune(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The daemon lists images of the same second in any order.
+	sortErrors := func(s []summary) []summary {
+		for i := range s {
+			slices.Sort(s[i].Errors)
+		}
+		return s
+	}
+	if got, want := sortErrors(summarize(dry)), sortErrors(summarize(real)); !reflect.DeepEqual(got, want) {
+		t.Errorf("dry run %+v\nrun     %+v", got, want)
+	}
+	// Of x:1.0 and x:1.0-extra, the first goes and the second stays:
+	// removing the last tag of an image a container uses needs force.
+	got := summarize(real)
+	if len(got) != 1 || len(got[0].Removed) != 1 || !strings.HasPrefix(got[0].Removed[0], x+":1.0") {
+		t.Fatalf("run %+v, want one of %s:1.0 and %[2]s:1.0-extra removed", got, x)
+	}
+	kept := x + ":1.0"
+	if got[0].Removed[0] == kept {
+		kept += "-extra"
+	}
+	want := []summary{{Label: x + ":1.2", Removed: got[0].Removed, Errors: []string{
+		fmt.Sprintf("removing %s: image in use by container %s (%.12s); left in place", kept, containerName(t, cli, ctrs[0]), ctrs[0]),
+		fmt.Sprintf("removing %s:1.1: image in use by container %s (%.12s); left in place", x, containerName(t, cli, ctrs[1]), ctrs[1]),
+	}}}
+	if got, want = sortErrors(got), sortErrors(want); !reflect.DeepEqual(got, want) {
+		t.Errorf("run %+v\nwant %+v", got, want)
+	}
+}
+
+func containerName(t *testing.T, cli *client.Client, id string) string {
+	t.Helper()
+	res, err := cli.ContainerInspect(t.Context(), id, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimPrefix(res.Container.Name, "/")
+}

@@ -123,10 +123,20 @@ var errFailFast = errors.New("an image failed and fail-fast is set")
 // partial result with ctx's error when ctx is cancelled: the images being
 // built are then interrupted, their temporary contexts and containers
 // removed. Failed images are in the Result, not the error.
+//
+// Before anything else, Build removes the temporary build contexts that
+// runs killed with SIGKILL left behind (image.RemoveStaleContexts).
 func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Result, error) {
 	backend, err := b.defaultBackend()
 	if err != nil {
 		return nil, err
+	}
+	removed, err := image.RemoveStaleContexts()
+	if err != nil {
+		b.logger.Warn("cleaning up", "error", err)
+	}
+	if len(removed) > 0 {
+		b.logger.Info("removed the build contexts of runs that were killed", "count", len(removed))
 	}
 	chain := plan.Chain()
 	if err := checkLinks(ctx, chain); err != nil {

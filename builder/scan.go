@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -102,11 +104,25 @@ type templateRef struct {
 // not a warning; with lenient, a version constraint not met is a warning,
 // not an error.
 func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict, lenient bool, logger *slog.Logger) (*Tree, error) {
+	return scanWith(ctx, dir, cfg, n, strict, lenient, logger, load)
+}
+
+// loader reads one image folder, as load does.
+type loader func(dir, root string, n image.Naming, engine string) scanned
+
+// scanWith is scan reading each image folder with load.
+func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict, lenient bool, logger *slog.Logger, load loader) (*Tree, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", dir, err)
 	}
-	dirs, warnings, err := walk(abs)
+	switch info, err := os.Stat(abs); {
+	case err != nil:
+		return nil, fmt.Errorf("scanning %s: %w", dir, err)
+	case !info.IsDir():
+		return nil, fmt.Errorf("scanning %s: %w: give the folder that holds the image folders", dir, ErrNotDir)
+	}
+	dirs, warnings, err := walk(ctx, abs)
 	if err != nil {
 		return nil, err
 	}
@@ -115,19 +131,32 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 	results := make([]scanned, len(dirs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
-	for i, d := range dirs {
-		g.Go(func() error {
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			results[i] = load(d, abs, n, cfg.TemplateEngine)
-			if results[i].err == nil {
-				logger.Debug("loaded image", "name", results[i].img.Name, "dir", d)
-			}
-			return nil
-		})
+	// A read that blocks (a named pipe, a hung network file system) must
+	// not hold up an interrupt: the scan then returns at once, leaving the
+	// blocked workers behind.
+	loaded := make(chan error, 1)
+	go func() {
+		for i, d := range dirs {
+			g.Go(func() error { // waits for a free worker
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				r := load(d, abs, n, cfg.TemplateEngine)
+				if r.err == nil {
+					logger.Debug("loaded image", "name", r.img.Name, "dir", d)
+				}
+				results[i] = r
+				return nil
+			})
+		}
+		loaded <- g.Wait()
+	}()
+	select {
+	case err = <-loaded:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	if err := g.Wait(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", abs, err)
 	}
 
@@ -149,36 +178,49 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 	return t, nil
 }
 
+// ErrNotDir is matched by the error of a scan of something that is not a
+// folder, or of an image folder whose changelog or template is a folder.
+var ErrNotDir = errors.New("not a directory")
+
 // walk returns the image folders under root, sorted, and a warning for
-// every folder holding only one of the two files that make an image.
-func walk(root string) ([]string, []Warning, error) {
-	type found struct{ template, changelog bool }
+// every folder holding only one of the two files that make an image. A
+// folder holding one of them while the other is a folder is an error
+// naming it. It stops when ctx is done.
+func walk(ctx context.Context, root string) ([]string, []Warning, error) {
+	// Each of the two files is a file, a folder (wrong) or absent.
+	type found struct{ template, changelog, templateDir, changelogDir bool }
 	folders := map[string]*found{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("scanning %s: %w", root, err)
 		}
-		if d.IsDir() {
-			if path != root && strings.HasPrefix(d.Name(), ".") {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("scanning %s: %w", root, err)
+		}
+		name := d.Name()
+		if name != image.TemplateFile && name != image.ChangelogFile {
+			if d.IsDir() && path != root && strings.HasPrefix(name, ".") {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		switch d.Name() {
-		case image.TemplateFile, image.ChangelogFile:
-			dir := filepath.Dir(path)
-			f := folders[dir]
-			if f == nil {
-				f = &found{}
-				folders[dir] = f
-			}
-			if d.Name() == image.TemplateFile {
-				f.template = true
-			} else {
-				f.changelog = true
-			}
+		dir := filepath.Dir(path)
+		f := folders[dir]
+		if f == nil {
+			f = &found{}
+			folders[dir] = f
 		}
-		return nil
+		switch {
+		case name == image.TemplateFile && d.IsDir():
+			f.templateDir = true
+		case name == image.TemplateFile:
+			f.template = true
+		case d.IsDir():
+			f.changelogDir = true
+		default:
+			f.changelog = true
+		}
+		return nil // a folder named changelog may hold images too
 	})
 	if err != nil {
 		return nil, nil, err
@@ -186,16 +228,25 @@ func walk(root string) ([]string, []Warning, error) {
 	var (
 		dirs     []string
 		warnings []Warning
+		errs     []error
 	)
 	for dir, f := range folders {
 		switch {
+		case f.template && f.changelogDir:
+			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.ChangelogFile), ErrNotDir, image.ChangelogFile))
+		case f.changelog && f.templateDir:
+			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.TemplateFile), ErrNotDir, image.TemplateFile))
 		case f.template && f.changelog:
 			dirs = append(dirs, dir)
 		case f.template:
 			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
-		default:
+		case f.changelog:
 			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.ChangelogFile + " but no " + image.TemplateFile + "; skipped"})
 		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+		return nil, nil, errors.Join(errs...)
 	}
 	sort.Strings(dirs)
 	return dirs, warnings, nil

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"sync"
+
+	"github.com/docker-pkg/docker-pkg/image"
 )
 
 // slots is the semaphore of a Build: at most n images do their real work
@@ -132,7 +134,8 @@ func (s *slots) dispatch() {
 }
 
 // lineLog is a run's log. Each image writes through its own writer, whose
-// lines reach w whole and prefixed with the image's name.
+// lines reach w whole, prefixed with the image's name and cut to
+// image.MaxLine bytes.
 type lineLog struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -142,12 +145,13 @@ func (l *lineLog) writer(name string) *prefixWriter {
 	return &prefixWriter{log: l, prefix: []byte("[" + name + "] ")}
 }
 
-// prefixWriter buffers a partial line until its end arrives.
+// prefixWriter buffers a partial line until its end arrives, keeping at
+// most image.MaxLine bytes of it and counting the rest.
 type prefixWriter struct {
 	log    *lineLog
 	prefix []byte
 	mu     sync.Mutex
-	part   []byte
+	part   image.LineBuffer
 }
 
 // Write never fails: the log is a copy, and a failing log must not fail a
@@ -162,25 +166,29 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		out = append(out, p.prefix...)
-		out = append(out, p.part...)
-		out = append(out, b[:i+1]...)
-		p.part = p.part[:0]
+		p.part.Add(b[:i])
+		out = p.line(out)
 		b = b[i+1:]
 	}
-	p.part = append(p.part, b...)
+	p.part.Add(b)
 	p.log.write(out)
 	return n, nil
+}
+
+// line appends the current line to out, whole, and starts a new one.
+func (p *prefixWriter) line(out []byte) []byte {
+	out = append(out, p.prefix...)
+	out = append(out, p.part.String()...)
+	p.part.Reset()
+	return append(out, '\n')
 }
 
 // Close writes out an unfinished last line.
 func (p *prefixWriter) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.part) > 0 {
-		line := append(append(append([]byte{}, p.prefix...), p.part...), '\n')
-		p.part = p.part[:0]
-		p.log.write(line)
+	if !p.part.Empty() {
+		p.log.write(p.line(nil))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"gopkg.in/yaml.v3"
@@ -64,6 +65,7 @@ type Config struct {
 	KnownUIDMappings   map[string]int
 	VerifyCommand      string
 	VerifyArgs         []string
+	VerifyTimeout      time.Duration // verify_timeout, whole seconds; 0: no limit
 	ContainerLimits    *Limits
 	TemplateEngine     string // "jinja2" (default) or "go"
 	Builder            string // "classic" (default) or "buildkit"
@@ -98,6 +100,7 @@ func Defaults() map[string]any {
 		"known_uid_mappings": map[string]any{"root": 0, "www-data": 33, "nobody": 65534},
 		"verify_command":     "/bin/bash",
 		"verify_args":        []any{"-c", "{path}/test.sh {image}"},
+		"verify_timeout":     1800,
 		"template_engine":    "jinja2",
 		"builder":            "classic",
 	}
@@ -299,6 +302,15 @@ func fromMap(m map[string]any, lines map[string]position) (*Config, error) {
 		c.ScanWorkers = v
 	default:
 		bad("scan_workers", "want a whole number, got %s", describe(v))
+	}
+	switch v := m["verify_timeout"].(type) {
+	case int:
+		if v < 0 || v > 1<<31 {
+			bad("verify_timeout", "want seconds, 0 for no limit, got %d", v)
+		}
+		c.VerifyTimeout = time.Duration(v) * time.Second
+	default:
+		bad("verify_timeout", "want a whole number of seconds (0 for no limit), got %s", describe(v))
 	}
 	switch v := m["force_numeric_user"].(type) {
 	case bool:

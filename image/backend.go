@@ -52,6 +52,10 @@ type BuildRequest struct {
 	Limits    *config.Limits    // container_limits; nil for none
 	Labels    map[string]string // the build record
 	Log       io.Writer         // the build's output, line by line; nil discards it
+	// Tags are given to the image by the same build, before its own label
+	// (Image.UnverifiedLabel): the daemon tags in this order, so the image
+	// never has its label without them.
+	Tags []string
 }
 
 // Built is where a backend left the image it built.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +56,7 @@ func buildEngine(ctx context.Context, eng Engine, req BuildRequest) (string, err
 	if err := writeDockerfile(dir, req.Dockerfile); err != nil {
 		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Err: err}
 	}
-	id, err := runBuild(ctx, eng, dir, img.Label(), req, log)
+	id, err := runBuild(ctx, eng, dir, append(slices.Clone(req.Tags), img.Label()), req, log)
 	if err != nil {
 		return "", &BuildError{Image: img.Label(), Stage: StageBuild, Tail: log.Lines(), Err: err}
 	}
@@ -83,7 +84,7 @@ func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts Bu
 	// wasted step.
 	stage := opts
 	stage.Labels = nil
-	if _, err := runBuild(ctx, eng, dir, label, stage, log); err != nil {
+	if _, err := runBuild(ctx, eng, dir, []string{label}, stage, log); err != nil {
 		return err
 	}
 	// A created container is never started: its files can be read all the
@@ -115,12 +116,13 @@ func buildStage(ctx context.Context, eng Engine, img *Image, dir string, opts Bu
 	return nil
 }
 
-// runBuild sends dir to the daemon and builds it as tag.
-func runBuild(ctx context.Context, eng Engine, dir, tag string, opts BuildRequest, log *tail) (id string, err error) {
+// runBuild sends dir to the daemon and builds it, tagged with tags in
+// order.
+func runBuild(ctx context.Context, eng Engine, dir string, tags []string, opts BuildRequest, log *tail) (id string, err error) {
 	stream := tarContext(dir)
 	defer stream.Close()
 	bo := client.ImageBuildOptions{
-		Tags:        []string{tag},
+		Tags:        tags,
 		NoCache:     opts.NoCache,
 		Remove:      true,
 		ForceRemove: true,
@@ -217,9 +219,15 @@ func readBuild(r io.Reader, log io.Writer) (id, running string, err error) {
 	return id, "", nil
 }
 
+// containerRemover is what removeContainer needs of the Engine API.
+type containerRemover interface {
+	ContainerRemove(ctx context.Context, containerID string, options client.ContainerRemoveOptions) (client.ContainerRemoveResult, error)
+	ContainerWait(ctx context.Context, containerID string, options client.ContainerWaitOptions) client.ContainerWaitResult
+}
+
 // removeContainer removes a container and waits until it is gone, even
 // when ctx is cancelled. A container already gone is not an error.
-func removeContainer(ctx context.Context, eng Engine, id string) error {
+func removeContainer(ctx context.Context, eng containerRemover, id string) error {
 	cctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	// The wait is registered first so the removal cannot slip past it.
@@ -243,26 +251,30 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }
 
-// tail passes what is written on to w and keeps the last tailLines lines.
-// A failing w does not fail the build: the log is a copy.
+// tail passes what is written on to w and keeps the last tailLines lines,
+// each cut to MaxLine bytes. A failing w does not fail the build: the log
+// is a copy.
 type tail struct {
 	w     io.Writer
 	lines []string
-	part  []byte
+	part  LineBuffer
 }
 
 func (t *tail) Write(p []byte) (int, error) {
 	_, _ = t.w.Write(p)
-	t.part = append(t.part, p...)
+	n := len(p)
 	for {
-		i := bytes.IndexByte(t.part, '\n')
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			break
 		}
-		t.add(string(bytes.TrimRight(t.part[:i], "\r")))
-		t.part = t.part[i+1:]
+		t.part.Add(p[:i])
+		t.add(strings.TrimRight(t.part.String(), "\r"))
+		t.part.Reset()
+		p = p[i+1:]
 	}
-	return len(p), nil
+	t.part.Add(p)
+	return n, nil
 }
 
 func (t *tail) add(line string) {
@@ -276,8 +288,8 @@ func (t *tail) add(line string) {
 // Lines returns the last lines written, an unfinished one included.
 func (t *tail) Lines() []string {
 	out := append([]string(nil), t.lines...)
-	if len(t.part) > 0 {
-		out = append(out, string(t.part))
+	if !t.part.Empty() {
+		out = append(out, t.part.String())
 	}
 	if len(out) > tailLines {
 		out = out[len(out)-tailLines:]

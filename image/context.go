@@ -11,7 +11,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/moby/patternmatcher"
@@ -19,7 +21,9 @@ import (
 )
 
 // ContextPrefix starts the name of every temporary build context folder
-// (under os.TempDir), so a leftover one can be recognised.
+// (under os.TempDir): ContextPrefix, the PID of the process that made it,
+// "-" and a random part, so that a folder left by a run that was killed
+// can be recognised and its owner known (RemoveStaleContexts).
 const ContextPrefix = "docker-pkg-ctx-"
 
 // NewContext makes a private temporary folder holding a copy of the image
@@ -29,7 +33,7 @@ const ContextPrefix = "docker-pkg-ctx-"
 // walkContext), one that resolves outside it, or nowhere, is an error. The
 // caller removes the folder.
 func NewContext(ctx context.Context, dir, root string) (string, error) {
-	tmp, err := os.MkdirTemp("", ContextPrefix+"*") // mode 0700: private
+	tmp, err := os.MkdirTemp("", ContextPrefix+strconv.Itoa(os.Getpid())+"-*") // mode 0700: private
 	if err != nil {
 		return "", fmt.Errorf("making build context: %w", err)
 	}
@@ -38,6 +42,75 @@ func NewContext(ctx context.Context, dir, root string) (string, error) {
 		return "", fmt.Errorf("copying %s to the build context: %w", dir, err)
 	}
 	return tmp, nil
+}
+
+// maxStaleContexts bounds how many leftover folders one call of
+// RemoveStaleContexts removes: a TMPDIR full of them cannot hold up the
+// start of a build, and the next build goes on with the rest.
+const maxStaleContexts = 100
+
+// RemoveStaleContexts removes the build context folders under os.TempDir
+// that runs now gone left behind: a run killed with SIGKILL cannot remove
+// its own. A folder counts as left behind when it is ours (same user), is
+// named ContextPrefix+PID+"-..." and no process PID exists on this
+// machine. Another live run's folders, folders named without a PID (older
+// versions) and anything else are left alone. At most 100 are removed per
+// call. It returns the folders removed, and what could not be read or
+// removed.
+func RemoveStaleContexts() ([]string, error) {
+	tmp := os.TempDir()
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("looking for leftover build contexts in %s: %w", tmp, err)
+	}
+	var (
+		removed []string
+		errs    []error
+	)
+	for _, e := range entries {
+		if len(removed) == maxStaleContexts {
+			break
+		}
+		pid, ok := contextOwner(e.Name())
+		if !ok || !e.IsDir() || alive(pid) {
+			continue
+		}
+		path := filepath.Join(tmp, e.Name())
+		info, err := os.Lstat(path)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			errs = append(errs, fmt.Errorf("removing leftover build context: %w", err))
+			continue
+		}
+		removed = append(removed, path)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// contextOwner reads the PID out of a build context folder's name.
+func contextOwner(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, ContextPrefix)
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(digits)
+	return pid, err == nil && pid > 0 && strconv.Itoa(pid) == digits
+}
+
+// alive says whether process pid exists (a process of another user, or a
+// zombie, counts).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // readIgnore reads dir/.dockerignore; nil when there is none.

@@ -21,13 +21,13 @@ func AddDepends(path, name string, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path, MaxControlSize)
 	mode := fs.FileMode(0o644)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		data = []byte("Source: " + name + "\n\nPackage: " + name + "\n")
 	case err != nil:
-		return fmt.Errorf("reading control file: %w", err)
+		return err
 	default:
 		info, err := os.Stat(path)
 		if err != nil {

@@ -3,10 +3,13 @@ package image
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/docker-pkg/docker-pkg/internal/ref"
@@ -69,15 +72,22 @@ func Load(dir string, n Naming) (*Image, error) {
 	return img, nil
 }
 
+// MaxControlSize is the largest control file Load reads: 1 MiB, far above
+// any real one (a few hundred bytes), so a file that grows without end
+// (a link to /dev/zero, a log) cannot eat the memory.
+const MaxControlSize = 1 << 20
+
 // readControl returns the Depends and Build-Depends of every paragraph of
-// the deb822 file at path; a missing file has none.
+// the deb822 file at path; a missing file has none. Only a regular file
+// of at most MaxControlSize bytes is read: a named pipe or a device would
+// block or never end.
 func readControl(path string) ([]Dependency, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path, MaxControlSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading control file: %w", err)
+		return nil, err
 	}
 	return readControlData(path, data)
 }
@@ -134,6 +144,65 @@ func readControlData(path string, data []byte) ([]Dependency, error) {
 		return nil, err
 	}
 	return deps, nil
+}
+
+// readRegular reads the regular file at path (a symbolic link to one is
+// one), at most limit bytes of it: anything else is an ErrInvalid error
+// naming path, and nothing is opened that could block (a named pipe with
+// no writer) or never end (a device).
+func readRegular(path string, limit int64) ([]byte, error) {
+	notRegular := func(mode fs.FileMode) error {
+		return fmt.Errorf("%s: %w: not a regular file but %s", path, ErrInvalid, fileKind(mode))
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, notRegular(info.Mode())
+	}
+	// O_NONBLOCK: should path become a named pipe meanwhile, opening it
+	// does not wait for a writer; the check below then refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	if info, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, notRegular(info.Mode())
+	}
+	tooLarge := fmt.Errorf("%s: %w: larger than the limit of %d MiB", path, ErrInvalid, limit>>20)
+	if info.Size() > limit {
+		return nil, tooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge
+	}
+	return data, nil
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(mode fs.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "a directory"
+	case mode&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case mode&fs.ModeSocket != 0:
+		return "a socket"
+	case mode&fs.ModeCharDevice != 0:
+		return "a character device"
+	case mode&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // segment is one line of a field's value, with its line number.

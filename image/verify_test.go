@@ -109,7 +109,7 @@ func TestVerify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			img := verifyImage(t, "foo", "reg/foo", tt.script)
 			var log bytes.Buffer
-			skipped, err := Verify(t.Context(), img, tt.command, tt.args, "", &log)
+			skipped, err := Verify(t.Context(), img, VerifyOptions{Command: tt.command, Args: tt.args, Log: &log})
 			if got := fmt.Sprint(err); (err != nil || tt.wantErr != "") && got != tt.wantErr {
 				t.Errorf("error %q, want %q", got, tt.wantErr)
 			}
@@ -129,7 +129,7 @@ func TestVerify(t *testing.T) {
 
 func TestVerifyErrorCarriesTail(t *testing.T) {
 	img := verifyImage(t, "foo", "foo", "#!/bin/sh\nfor i in $(seq 1 50); do echo line $i; done\nexit 1\n")
-	_, err := Verify(t.Context(), img, "/bin/sh", []string{"{path}/test.sh"}, "", nil)
+	_, err := Verify(t.Context(), img, VerifyOptions{Command: "/bin/sh", Args: []string{"{path}/test.sh"}})
 	var be *BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("error %v, want a *BuildError", err)
@@ -166,7 +166,7 @@ func TestVerifyEnvironment(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var log bytes.Buffer
 			// env, run directly, prints exactly the environment it got.
-			if _, err := Verify(t.Context(), img, "env", []string{}, tt.proxy, &log); err != nil {
+			if _, err := Verify(t.Context(), img, VerifyOptions{Command: "env", Args: []string{}, Proxy: tt.proxy, Log: &log}); err != nil {
 				t.Fatal(err)
 			}
 			got := strings.Split(strings.TrimSpace(log.String()), "\n")
@@ -185,7 +185,7 @@ func TestVerifyNoInjection(t *testing.T) {
 	t.Chdir(work) // where a relative "touch" would land
 	img := verifyImage(t, "odd $(touch pwned-dir) `touch pwned-tick`; touch pwned-semi", "x; touch pwned-label", "#!/bin/sh\nprintf '%s\\n' \"$1\"\n")
 	var log bytes.Buffer
-	skipped, err := Verify(t.Context(), img, "/bin/sh", []string{"{path}/test.sh", "{image}"}, "", &log)
+	skipped, err := Verify(t.Context(), img, VerifyOptions{Command: "/bin/sh", Args: []string{"{path}/test.sh", "{image}"}, Log: &log})
 	if err != nil || skipped {
 		t.Fatalf("Verify: skipped %v, %v\n%s", skipped, err, log.String())
 	}
@@ -201,7 +201,7 @@ func TestVerifyCancelled(t *testing.T) {
 	img := verifyImage(t, "foo", "foo", "#!/bin/sh\nexec sleep 30\n")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := Verify(ctx, img, "/bin/sh", []string{"{path}/test.sh"}, "", nil)
+	_, err := Verify(ctx, img, VerifyOptions{Command: "/bin/sh", Args: []string{"{path}/test.sh"}})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
 	}
@@ -228,7 +228,7 @@ func TestVerifyDaemon(t *testing.T) {
 			img := verifyImage(t, "foo", base[:strings.LastIndex(base, ":")], "#!/bin/sh\nset -e\necho verifying \"$1\"\ndocker run --rm \"$1\" "+tt.check+"\n")
 			img.Tag = base[strings.LastIndex(base, ":")+1:]
 			var log bytes.Buffer
-			_, err := Verify(t.Context(), img, "/bin/sh", []string{"-c", "{path}/test.sh {image}"}, "", &log)
+			_, err := Verify(t.Context(), img, VerifyOptions{Command: "/bin/sh", Args: []string{"-c", "{path}/test.sh {image}"}, Containers: cli, Log: &log})
 			if (err != nil) != tt.wantErr {
 				t.Errorf("Verify: %v, want error %v\n%s", err, tt.wantErr, log.String())
 			}

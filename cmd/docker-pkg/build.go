@@ -63,10 +63,19 @@ verified.
 
 Progress goes to stderr, one line each time an image changes state; the full
 output of every build goes to ./docker-pkg-build.log, or to stderr with --info
-or --debug. At the end, stdout gets one table: each image built or published,
-its result, how long it took and its size; under it, the error of each image
-that failed and the last lines of its log. The exit status is 1 when any image
-failed or was skipped, 2 when no Docker daemon answers, 130 when interrupted.
+or --debug; every line is cut to 8 KiB. At the end, stdout gets one table:
+each image built or published, its result, how long it took and its size;
+under it, the error of each image that failed and the last lines of its log.
+The exit status is 1 when any image failed or was skipped, 2 when no Docker
+daemon answers, 130 when interrupted.
+
+An image counts as built only once its test passed: one whose test fails is
+kept as TAG-failed, and one whose test was interrupted keeps TAG-unverified;
+the next build builds either again. A test that runs longer than
+verify_timeout seconds fails. The first interrupt (Ctrl-C, SIGTERM) stops the
+builds and tests and cleans up (a test gets SIGTERM, then SIGKILL after 10 s;
+the containers it started with --label "$DOCKER_PKG_VERIFY_LABEL" are
+removed); a second one quits at once.
 
 --progress says how stderr shows progress:
 
@@ -206,7 +215,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	var unknown []builder.ImageResult
 	for _, e := range plan.Entries {
 		if e.State == builder.Error {
-			err := errors.New("cannot tell whether it is built or published: " + e.Reason)
+			err := errors.New("cannot tell whether it is built or published: " + image.CutLine(e.Reason))
 			before.event(builder.Event{Image: e.Image, Phase: builder.PhaseFailed, Reason: err.Error(), Err: err, Time: time.Now()})
 			unknown = append(unknown, builder.ImageResult{Image: e.Image, Phase: builder.PhaseFailed, Reason: "state unknown", Err: err})
 		}
@@ -412,11 +421,11 @@ func printSummary(w io.Writer, res *builder.Result, published []builder.ImageRes
 			if errors.As(ir.Err, &be) {
 				result = "failed (" + string(be.Stage) + ")"
 			} else if ir.Reason != "" {
-				result += ": " + firstLine(ir.Reason)
+				result += ": " + image.CutLine(firstLine(ir.Reason))
 			}
 		case builder.PhaseSkipped:
 			failed++
-			result += ": " + ir.Reason
+			result += ": " + image.CutLine(ir.Reason)
 		case builder.PhaseVerified:
 			if ir.Reason != "" {
 				result += " (" + ir.Reason + ")"
@@ -452,14 +461,14 @@ func printFailure(w io.Writer, ir builder.ImageResult, colour bool) {
 	if errors.As(ir.Err, &be) {
 		why = string(be.Stage) + " failed: " + be.Err.Error()
 	}
-	fmt.Fprintf(w, "\n%s %s", paint(colour, red, ir.Image.Name+":"), shortDigests(why))
+	fmt.Fprintf(w, "\n%s %s", paint(colour, red, ir.Image.Name+":"), shortDigests(image.CutLine(why)))
 	if be == nil || len(be.Tail) == 0 {
 		fmt.Fprintln(w)
 		return
 	}
 	fmt.Fprintln(w, "; its log ends with:")
 	for _, line := range be.Tail {
-		fmt.Fprintf(w, "    %s\n", line)
+		fmt.Fprintf(w, "    %s\n", image.CutLine(line))
 	}
 }
 

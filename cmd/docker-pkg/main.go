@@ -3,27 +3,28 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx := interruptible(os.Stderr)
 	err := newRootCmd().ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		var ee *exitError
-		if errors.As(err, &ee) {
-			if ee.msg != "" {
-				fmt.Fprintln(os.Stderr, "docker-pkg:", ee.msg)
-			}
-			os.Exit(ee.code)
-		}
-		fmt.Fprintln(os.Stderr, "docker-pkg:", err)
-		os.Exit(1)
+	if err == nil {
+		return
 	}
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		if ee.msg != "" {
+			fmt.Fprintln(os.Stderr, "docker-pkg:", ee.msg)
+		}
+		os.Exit(ee.code)
+	case ctx.Err() != nil: // interrupted
+		fmt.Fprintln(os.Stderr, "docker-pkg:", err)
+		os.Exit(130)
+	}
+	fmt.Fprintln(os.Stderr, "docker-pkg:", err)
+	os.Exit(1)
 }

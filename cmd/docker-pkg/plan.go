@@ -32,7 +32,10 @@ build chain adds because a selected image needs them, parents first (the order
 build uses). Each line gives the image's position in the build chain ("-" when
 it will not be built), its state, full label and why it is in that state:
 
-  to_build   not built, or no Docker daemon to ask
+  to_build   not built, or no Docker daemon to ask; also an image built
+             whose test failed (kept as TAG-failed) or never ended
+             (interrupted or killed): only an image that passed its test
+             counts as built
   built      present in the local daemon
   published  present in the registry
   error      the daemon or registry could not be asked
@@ -57,6 +60,9 @@ preceded by its to_build dependencies, recursively. --select is a shell glob
 matched against the whole full label as the reference's fnmatch does: "*" also
 matches "/", so '*node*' selects registry/namespace/node20:1.0-1.
 
+The exit status is 1 when the state of an image shown is error, as build
+would then fail it, and 130 when interrupted.
+
 --why NAME prints, instead of the plan, NAME and every image it depends on,
 parents first, each with its state and reason: why NAME is built or not.
 
@@ -70,8 +76,8 @@ and Build-Depends list, as written and in their order, images outside DIR and
 base images included), implied (the images under DIR its templates use that
 depends does not list, sorted), state, reason, code (the reason for
 programs: not_built, no_daemon, built_locally, published, check_failed,
-stale, changed, parent_rebuilt), selected (matches --select) and build (in
-the build chain).`,
+unverified, test_failed, stale, changed, parent_rebuilt), selected (matches
+--select) and build (in the build chain).`,
 		Example: `  docker-pkg -c fixtures/config.yaml plan fixtures/images
   docker-pkg plan --select '*/app*' images
   docker-pkg plan --why app images
@@ -118,9 +124,25 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 		}
 	}
 	if o.json {
-		return printPlanJSON(stdout, b.Tree(), entries)
+		err = printPlanJSON(stdout, b.Tree(), entries)
+	} else {
+		err = printPlan(stdout, plan, entries, o.why == "")
 	}
-	return printPlan(stdout, plan, entries, o.why == "")
+	if err != nil {
+		return err
+	}
+	// As build would fail them: an image whose state is unknown is
+	// neither built nor published by it.
+	unknown := 0
+	for _, e := range entries {
+		if e.State == builder.Error {
+			unknown++
+		}
+	}
+	if unknown > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("the state of %d %s could not be checked (state error)", unknown, plural(unknown, "image"))}
+	}
+	return nil
 }
 
 // printPlan prints entries (the plan's, or those --why chose) as a table,

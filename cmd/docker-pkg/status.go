@@ -172,13 +172,14 @@ func (p *progress) status() string {
 }
 
 // stateLine is "[name] phase" and the time it took, or why it failed or
-// was skipped. A failure's log tail is printed once, under the summary.
+// was skipped (cut to image.MaxLine bytes). A failure's log tail is
+// printed once, under the summary.
 func stateLine(e builder.Event, colour bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s", e.Image.Name, paint(colour, phaseColour(e.Phase), string(e.Phase)))
 	switch e.Phase {
 	case builder.PhaseFailed, builder.PhaseSkipped:
-		fmt.Fprintf(&b, ": %s", shortDigests(e.Reason))
+		fmt.Fprintf(&b, ": %s", shortDigests(image.CutLine(e.Reason)))
 	case builder.PhaseBuilt, builder.PhaseVerified, builder.PhasePublished:
 		fmt.Fprintf(&b, " %s", e.Elapsed.Round(100*time.Millisecond))
 		if e.Reason != "" {

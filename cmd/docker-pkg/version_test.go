@@ -74,7 +74,8 @@ func TestVersionFromGit(t *testing.T) {
 			}
 			return nil
 		}
-		if rel != "go.mod" && rel != "go.sum" && !strings.HasSuffix(rel, ".go") {
+		// The sources, and what they embed (the report page).
+		if rel != "go.mod" && rel != "go.sum" && !strings.HasSuffix(rel, ".go") && !strings.HasSuffix(rel, ".tmpl") {
 			return nil
 		}
 		data, err := os.ReadFile(path)
