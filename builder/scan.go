@@ -108,7 +108,7 @@ func scan(ctx context.Context, dir string, cfg *config.Config, n image.Naming, s
 }
 
 // loader reads one image folder, as load does.
-type loader func(dir, root string, n image.Naming, engine string) scanned
+type loader func(dir, root string, present image.Present, n image.Naming, engine string) scanned
 
 // scanWith is scan reading each image folder with load.
 func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Naming, strict, lenient bool, logger *slog.Logger, load loader) (*Tree, error) {
@@ -122,7 +122,7 @@ func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Namin
 	case !info.IsDir():
 		return nil, fmt.Errorf("scanning %s: %w: give the folder that holds the image folders", dir, ErrNotDir)
 	}
-	dirs, warnings, err := walk(ctx, abs)
+	dirs, present, warnings, err := walk(ctx, abs)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Namin
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				r := load(d, abs, n, cfg.TemplateEngine)
+				r := load(d, abs, present[d], n, cfg.TemplateEngine)
 				if r.err == nil {
 					logger.Debug("loaded image", "name", r.img.Name, "dir", d)
 				}
@@ -186,9 +186,12 @@ var ErrNotDir = errors.New("not a directory")
 // every folder holding only one of the two files that make an image. A
 // folder holding one of them while the other is a folder is an error
 // naming it. It stops when ctx is done.
-func walk(ctx context.Context, root string) ([]string, []Warning, error) {
+func walk(ctx context.Context, root string) ([]string, map[string]image.Present, []Warning, error) {
 	// Each of the two files is a file, a folder (wrong) or absent.
-	type found struct{ template, changelog, templateDir, changelogDir bool }
+	type found struct {
+		template, changelog, templateDir, changelogDir bool
+		present                                        image.Present
+	}
 	folders := map[string]*found{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -198,7 +201,9 @@ func walk(ctx context.Context, root string) ([]string, []Warning, error) {
 			return fmt.Errorf("scanning %s: %w", root, err)
 		}
 		name := d.Name()
-		if name != image.TemplateFile && name != image.ChangelogFile {
+		switch name {
+		case image.TemplateFile, image.ChangelogFile, image.ControlFile, image.BuildTemplateFile:
+		default:
 			if d.IsDir() && path != root && strings.HasPrefix(name, ".") {
 				return filepath.SkipDir
 			}
@@ -211,6 +216,10 @@ func walk(ctx context.Context, root string) ([]string, []Warning, error) {
 			folders[dir] = f
 		}
 		switch {
+		case name == image.ControlFile:
+			f.present.Control = true
+		case name == image.BuildTemplateFile:
+			f.present.BuildTemplate = true
 		case name == image.TemplateFile && d.IsDir():
 			f.templateDir = true
 		case name == image.TemplateFile:
@@ -223,10 +232,11 @@ func walk(ctx context.Context, root string) ([]string, []Warning, error) {
 		return nil // a folder named changelog may hold images too
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var (
 		dirs     []string
+		present  = map[string]image.Present{}
 		warnings []Warning
 		errs     []error
 	)
@@ -238,6 +248,7 @@ func walk(ctx context.Context, root string) ([]string, []Warning, error) {
 			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.TemplateFile), ErrNotDir, image.TemplateFile))
 		case f.template && f.changelog:
 			dirs = append(dirs, dir)
+			present[dir] = f.present
 		case f.template:
 			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
 		case f.changelog:
@@ -246,14 +257,14 @@ func walk(ctx context.Context, root string) ([]string, []Warning, error) {
 	}
 	if len(errs) > 0 {
 		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-		return nil, nil, errors.Join(errs...)
+		return nil, nil, nil, errors.Join(errs...)
 	}
 	sort.Strings(dirs)
-	return dirs, warnings, nil
+	return dirs, present, warnings, nil
 }
 
-func load(dir, root string, n image.Naming, engine string) scanned {
-	img, err := image.Load(dir, n)
+func load(dir, root string, present image.Present, n image.Naming, engine string) scanned {
+	img, err := image.LoadListed(dir, n, present)
 	if err != nil {
 		return scanned{err: err}
 	}

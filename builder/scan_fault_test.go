@@ -93,10 +93,10 @@ func TestScanCancelledWhileBlocked(t *testing.T) {
 	reading := make(chan struct{}, 2)
 	release := make(chan struct{})
 	defer close(release) // then the blocked reads end
-	blocked := func(dir, root string, n image.Naming, engine string) scanned {
+	blocked := func(dir, root string, present image.Present, n image.Naming, engine string) scanned {
 		reading <- struct{}{}
 		<-release
-		return load(dir, root, n, engine)
+		return load(dir, root, present, n, engine)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -127,7 +127,7 @@ func TestScanWalkCancelled(t *testing.T) {
 	root := writeTree(t, img("a", "a", "1.0", "", "FROM scratch\n"))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, _, err := walk(ctx, root)
+	_, _, _, err := walk(ctx, root)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("walk: %v, want context.Canceled", err)
 	}

@@ -262,7 +262,7 @@ func TestStageRefuses(t *testing.T) {
 				}
 			},
 			want:    ErrTooLarge,
-			wantMsg: "changelog too large: 1048577 bytes, at most 1048576 may be read",
+			wantMsg: "file too large: 1048577 bytes, at most 1048576 may be read",
 		},
 		{
 			name:    "an escape sequence in the entry",

@@ -232,8 +232,8 @@ func TestReadBoundedUnderUlimit(t *testing.T) {
 	for _, want := range []string{
 		"parse changelog: reading changelog: " + zero + ": not a regular file: it is a character device",
 		"stage changelog: reading changelog " + zero + ": /dev/zero: not a regular file: it is a character device",
-		"parse changelog: reading changelog: " + huge + ": changelog too large: 8589934592 bytes",
-		"stage changelog: reading changelog: " + huge + ": changelog too large: 8589934592 bytes",
+		"parse changelog: reading changelog: " + huge + ": file too large: 8589934592 bytes",
+		"stage changelog: reading changelog: " + huge + ": file too large: 8589934592 bytes",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("helper printed\n%s\nwant a line with %q", out, want)

@@ -9,9 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"syscall"
 
 	"github.com/docker-pkg/docker-pkg/config"
+	"github.com/docker-pkg/docker-pkg/internal/readfile"
 )
 
 // Bounds of one template. A template is the repository's own code, but a
@@ -36,7 +36,7 @@ var ErrTooLong = errors.New("too many steps (an endless loop?)")
 
 // ErrNotRegular is matched by the error for a template path that is not a
 // regular file (a pipe, a device, a directory), which is never read.
-var ErrNotRegular = errors.New("not a regular file")
+var ErrNotRegular = readfile.ErrNotRegular
 
 // Error is a template that cannot be read, parsed or rendered.
 type Error struct {
@@ -174,50 +174,17 @@ func (r *Renderer) RenderFile(ctx context.Context, path string) ([]byte, error) 
 // *os.PathError values, as os.ReadFile's; ErrNotRegular and ErrTooLarge
 // match them.
 func ReadTemplate(path string) ([]byte, error) {
-	// O_NONBLOCK: opening a pipe does not wait for a writer. The mode is
-	// read from the open file, so the file cannot change in between.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
+	src, info, err := readfile.Read(path, MaxTemplateSize)
+	switch {
+	case errors.Is(err, readfile.ErrNotRegular):
+		return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, readfile.Kind(info.Mode()))}
+	case errors.Is(err, readfile.ErrTooLarge):
+		return nil, &os.PathError{Op: "read", Path: path, Err: errTemplateSize}
 	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, describeMode(info.Mode()))}
-	}
-	tooLarge := &os.PathError{Op: "read", Path: path, Err: errTemplateSize}
-	if info.Size() > MaxTemplateSize {
-		return nil, tooLarge
-	}
-	// The file can grow after Stat: read at most one byte more than allowed.
-	src, err := io.ReadAll(io.LimitReader(f, MaxTemplateSize+1))
-	if err != nil {
-		return nil, &os.PathError{Op: "read", Path: path, Err: err}
-	}
-	if len(src) > MaxTemplateSize {
-		return nil, tooLarge
-	}
-	return src, nil
+	return src, err
 }
 
 var errTemplateSize = fmt.Errorf("%w: a template is at most %d MiB", ErrTooLarge, MaxTemplateSize>>20)
-
-func describeMode(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&os.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	}
-	return m.Type().String()
-}
 
 // output collects a render. It fails every write once ctx is done, or once
 // the render passes MaxOutputSize.

@@ -55,22 +55,22 @@ func TestLoadControlNotRegular(t *testing.T) {
 		{
 			name:    "named pipe",
 			make:    func(path string) error { return syscall.Mkfifo(path, 0o644) },
-			wantErr: "not a regular file but a named pipe",
+			wantErr: "not a regular file: it is a FIFO",
 		},
 		{
 			name:    "link to /dev/zero",
 			make:    func(path string) error { return os.Symlink("/dev/zero", path) },
-			wantErr: "not a regular file but a character device",
+			wantErr: "not a regular file: it is a character device",
 		},
 		{
 			name:    "folder",
 			make:    func(path string) error { return os.Mkdir(path, 0o755) },
-			wantErr: "not a regular file but a directory",
+			wantErr: "not a regular file: it is a folder",
 		},
 		{
 			name:    "too large",
 			make:    func(path string) error { return os.WriteFile(path, []byte(big), 0o644) },
-			wantErr: "larger than the limit of 1 MiB",
+			wantErr: "file too large: ",
 		},
 		{
 			name: "link to a regular file",

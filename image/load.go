@@ -3,15 +3,13 @@ package image
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 
 	"github.com/docker-pkg/docker-pkg/changelog"
+	"github.com/docker-pkg/docker-pkg/internal/readfile"
 	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"pault.ag/go/debian/version"
 )
@@ -39,17 +37,42 @@ func Load(dir string, n Naming) (*Image, error) {
 	if _, err := os.Stat(filepath.Join(abs, TemplateFile)); err != nil {
 		return nil, fmt.Errorf("loading image %s: %w", abs, err)
 	}
+	var p Present
+	for name, found := range map[string]*bool{ControlFile: &p.Control, BuildTemplateFile: &p.BuildTemplate} {
+		switch _, err := os.Lstat(filepath.Join(abs, name)); {
+		case err == nil:
+			*found = true
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("loading image %s: %w", abs, err)
+		}
+	}
+	return LoadListed(abs, n, p)
+}
+
+// Present says which optional files of an image folder are there, for a
+// caller that has listed the folder already (the scan).
+type Present struct {
+	Control       bool // ControlFile
+	BuildTemplate bool // BuildTemplateFile
+}
+
+// LoadListed is Load of the image in dir, an absolute path whose
+// Dockerfile.template is known to be there, with the optional files p
+// says: it asks the file system only for what it reads.
+func LoadListed(dir string, n Naming, p Present) (*Image, error) {
+	abs := dir
 	logPath := filepath.Join(abs, ChangelogFile)
 	entry, err := changelog.Parse(logPath)
 	if err != nil {
 		return nil, err
 	}
 	img := &Image{
-		Name:    entry.Name,
-		Version: entry.Version,
-		Dir:     abs,
-		Repo:    n.Repo(entry.Name),
-		Tag:     entry.Version + n.TagSuffix,
+		Name:       entry.Name,
+		Version:    entry.Version,
+		Dir:        abs,
+		Repo:       n.Repo(entry.Name),
+		Tag:        entry.Version + n.TagSuffix,
+		BuildStage: p.BuildTemplate,
 	}
 	if err := ref.CheckTag(img.Tag); err != nil {
 		return nil, fmt.Errorf("%s: %w: version %q gives the tag %q, which Docker does not accept: %s",
@@ -59,15 +82,10 @@ func Load(dir string, n Naming) (*Image, error) {
 		return nil, fmt.Errorf("%s: %w: Docker does not accept %q in a repository name: lower-case letters, digits and single separators (., _, __, -) only",
 			logPath, ErrInvalid, entry.Name)
 	}
-	img.Depends, err = readControl(filepath.Join(abs, ControlFile))
-	if err != nil {
-		return nil, err
-	}
-	switch _, err := os.Stat(filepath.Join(abs, BuildTemplateFile)); {
-	case err == nil:
-		img.BuildStage = true
-	case !errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("loading image %s: %w", abs, err)
+	if p.Control {
+		if img.Depends, err = readControl(filepath.Join(abs, ControlFile)); err != nil {
+			return nil, err
+		}
 	}
 	return img, nil
 }
@@ -147,62 +165,18 @@ func readControlData(path string, data []byte) ([]Dependency, error) {
 }
 
 // readRegular reads the regular file at path (a symbolic link to one is
-// one), at most limit bytes of it: anything else is an ErrInvalid error
-// naming path, and nothing is opened that could block (a named pipe with
-// no writer) or never end (a device).
+// one), at most limit bytes of it (see readfile.Read): anything else is an
+// ErrInvalid error naming path.
 func readRegular(path string, limit int64) ([]byte, error) {
-	notRegular := func(mode fs.FileMode) error {
-		return fmt.Errorf("%s: %w: not a regular file but %s", path, ErrInvalid, fileKind(mode))
+	data, _, err := readfile.Read(path, limit)
+	var re *readfile.Error
+	if errors.As(err, &re) {
+		return nil, fmt.Errorf("%s: %w: %v: %s", path, ErrInvalid, re.Err, re.Detail)
 	}
-	info, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if !info.Mode().IsRegular() {
-		return nil, notRegular(info.Mode())
-	}
-	// O_NONBLOCK: should path become a named pipe meanwhile, opening it
-	// does not wait for a writer; the check below then refuses it.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	defer f.Close()
-	if info, err = f.Stat(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if !info.Mode().IsRegular() {
-		return nil, notRegular(info.Mode())
-	}
-	tooLarge := fmt.Errorf("%s: %w: larger than the limit of %d MiB", path, ErrInvalid, limit>>20)
-	if info.Size() > limit {
-		return nil, tooLarge
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, tooLarge
 	}
 	return data, nil
-}
-
-// fileKind names the type of a file that is not a regular one.
-func fileKind(mode fs.FileMode) string {
-	switch {
-	case mode.IsDir():
-		return "a directory"
-	case mode&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case mode&fs.ModeSocket != 0:
-		return "a socket"
-	case mode&fs.ModeCharDevice != 0:
-		return "a character device"
-	case mode&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "a special file"
 }
 
 // segment is one line of a field's value, with its line number.
