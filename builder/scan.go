@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/dockerfile"
@@ -84,6 +84,7 @@ type node struct {
 
 // scanned is what a worker learns about one image folder.
 type scanned struct {
+	dir  string
 	img  *image.Image
 	refs []templateRef
 	err  error
@@ -122,43 +123,59 @@ func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Namin
 	case !info.IsDir():
 		return nil, fmt.Errorf("scanning %s: %w: give the folder that holds the image folders", dir, ErrNotDir)
 	}
-	dirs, present, warnings, err := walk(ctx, abs)
-	if err != nil {
-		return nil, err
-	}
-
 	workers := max(cfg.ScanWorkers, 1)
-	results := make([]scanned, len(dirs))
+	var (
+		mu      sync.Mutex
+		results []scanned
+	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	// A read that blocks (a named pipe, a hung network file system) must
 	// not hold up an interrupt: the scan then returns at once, leaving the
-	// blocked workers behind.
-	loaded := make(chan error, 1)
+	// blocked workers behind. Each image folder is loaded as soon as the
+	// walk has read it, while the walk goes on.
+	type walked struct {
+		warnings []Warning
+		err      error
+	}
+	done := make(chan walked, 1)
 	go func() {
-		for i, d := range dirs {
+		warnings, werr := walk(gctx, abs, func(d string, present image.Present) {
 			g.Go(func() error { // waits for a free worker
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				r := load(d, abs, present[d], n, cfg.TemplateEngine)
+				r := load(d, abs, present, n, cfg.TemplateEngine)
 				if r.err == nil {
 					logger.Debug("loaded image", "name", r.img.Name, "dir", d)
 				}
-				results[i] = r
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
 				return nil
 			})
+		})
+		err := g.Wait()
+		if werr != nil {
+			err = werr // the walk's own errors name what to fix
 		}
-		loaded <- g.Wait()
+		done <- walked{warnings, err}
 	}()
+	var w walked
 	select {
-	case err = <-loaded:
+	case w = <-done:
 	case <-ctx.Done():
-		err = ctx.Err()
+		w.err = ctx.Err()
 	}
-	if err != nil {
-		return nil, fmt.Errorf("scanning %s: %w", abs, err)
+	switch {
+	case errors.Is(w.err, ErrNotDir):
+		return nil, w.err
+	case w.err != nil:
+		return nil, fmt.Errorf("scanning %s: %w", abs, w.err)
 	}
+	warnings := w.warnings
+	// The loads end in any order; the graph wants them by folder.
+	slices.SortFunc(results, func(a, b scanned) int { return strings.Compare(a.dir, b.dir) })
 
 	var errs []error
 	for _, r := range results {
@@ -182,94 +199,87 @@ func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Namin
 // folder, or of an image folder whose changelog or template is a folder.
 var ErrNotDir = errors.New("not a directory")
 
-// walk returns the image folders under root, sorted, and a warning for
-// every folder holding only one of the two files that make an image. A
-// folder holding one of them while the other is a folder is an error
-// naming it. It stops when ctx is done.
-func walk(ctx context.Context, root string) ([]string, map[string]image.Present, []Warning, error) {
-	// Each of the two files is a file, a folder (wrong) or absent.
-	type found struct {
-		template, changelog, templateDir, changelogDir bool
-		present                                        image.Present
-	}
-	folders := map[string]*found{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("scanning %s: %w", root, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("scanning %s: %w", root, err)
-		}
-		name := d.Name()
-		switch name {
-		case image.TemplateFile, image.ChangelogFile, image.ControlFile, image.BuildTemplateFile:
-		default:
-			if d.IsDir() && path != root && strings.HasPrefix(name, ".") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		dir := filepath.Dir(path)
-		f := folders[dir]
-		if f == nil {
-			f = &found{}
-			folders[dir] = f
-		}
-		switch {
-		case name == image.ControlFile:
-			f.present.Control = true
-		case name == image.BuildTemplateFile:
-			f.present.BuildTemplate = true
-		case name == image.TemplateFile && d.IsDir():
-			f.templateDir = true
-		case name == image.TemplateFile:
-			f.template = true
-		case d.IsDir():
-			f.changelogDir = true
-		default:
-			f.changelog = true
-		}
-		return nil // a folder named changelog may hold images too
-	})
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// walk calls found with every image folder under root and the optional
+// files it holds, as soon as it has read that folder, and returns a
+// warning for every folder holding only one of the two files that make an
+// image. A folder holding one of them while the other is a folder is an
+// error naming it. Hidden folders (.git) are not entered, nor links to
+// folders. It stops when ctx is done.
+func walk(ctx context.Context, root string, found func(dir string, present image.Present)) ([]Warning, error) {
 	var (
-		dirs     []string
-		present  = map[string]image.Present{}
 		warnings []Warning
 		errs     []error
 	)
-	for dir, f := range folders {
+	var visit func(dir string) error
+	visit = func(dir string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		// Each of the two files is a file, a folder (wrong) or absent.
+		var template, changelog, templateDir, changelogDir bool
+		var present image.Present
+		var subdirs []string
+		for _, e := range entries {
+			name, isDir := e.Name(), e.IsDir()
+			switch {
+			case name == image.TemplateFile && isDir:
+				templateDir = true
+			case name == image.TemplateFile:
+				template = true
+			case name == image.ChangelogFile && isDir:
+				changelogDir = true
+			case name == image.ChangelogFile:
+				changelog = true
+			case name == image.ControlFile:
+				present.Control = true
+			case name == image.BuildTemplateFile:
+				present.BuildTemplate = true
+			}
+			// A folder named changelog may hold images too.
+			if isDir && !strings.HasPrefix(name, ".") {
+				subdirs = append(subdirs, filepath.Join(dir, name))
+			}
+		}
 		switch {
-		case f.template && f.changelogDir:
+		case template && changelogDir:
 			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.ChangelogFile), ErrNotDir, image.ChangelogFile))
-		case f.changelog && f.templateDir:
+		case changelog && templateDir:
 			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.TemplateFile), ErrNotDir, image.TemplateFile))
-		case f.template && f.changelog:
-			dirs = append(dirs, dir)
-			present[dir] = f.present
-		case f.template:
+		case template && changelog:
+			found(dir, present)
+		case template:
 			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.TemplateFile + " but no " + image.ChangelogFile + "; skipped"})
-		case f.changelog:
+		case changelog:
 			warnings = append(warnings, Warning{ProblemHalfDefined, dir, "has " + image.ChangelogFile + " but no " + image.TemplateFile + "; skipped"})
 		}
+		for _, s := range subdirs {
+			if err := visit(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := visit(root); err != nil {
+		return nil, err
 	}
 	if len(errs) > 0 {
 		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-		return nil, nil, nil, errors.Join(errs...)
+		return nil, errors.Join(errs...)
 	}
-	sort.Strings(dirs)
-	return dirs, present, warnings, nil
+	return warnings, nil
 }
 
 func load(dir, root string, present image.Present, n image.Naming, engine string) scanned {
 	img, err := image.LoadListed(dir, n, present)
 	if err != nil {
-		return scanned{err: err}
+		return scanned{dir: dir, err: err}
 	}
 	img.Root = root
-	r := scanned{img: img}
+	r := scanned{dir: dir, img: img}
 	files := []string{image.TemplateFile}
 	if img.BuildStage {
 		files = append(files, image.BuildTemplateFile)
@@ -278,7 +288,7 @@ func load(dir, root string, present image.Present, n image.Naming, engine string
 		path := filepath.Join(dir, name)
 		src, err := dockerfile.ReadTemplate(path)
 		if err != nil {
-			return scanned{err: fmt.Errorf("reading template: %w", err)}
+			return scanned{dir: dir, err: fmt.Errorf("reading template: %w", err)}
 		}
 		refs, _ := dockerfile.ImageRefs(engine, path, src) // a template that does not parse fails its render, which says why
 		for _, ref := range refs {
