@@ -445,87 +445,47 @@ func unescapeMount(s string) string {
 	return out.String()
 }
 
-var buildkitBuilt struct {
-	once sync.Once
-	dir  string
-	err  error
+// buildkitBin is the folder holding buildkitd and buildctl, built once per
+// machine. The first build takes minutes.
+var buildkitBin = &artefact{
+	key: "buildkit-" + BuildKitVersion, name: "bin", timeout: 20 * time.Minute,
+	make: func(ctx context.Context, tmp string) (string, error) {
+		// Outside any module, with no inherited flags: only the pinned
+		// version and its own go.mod count. go install refuses the module
+		// (its go.mod has exclude directives), so build inside its folder.
+		env := slices.Concat(startEnv, []string{"GOFLAGS=-buildvcs=false", "GOWORK=off"})
+		download := exec.CommandContext(ctx, "go", "mod", "download", "-json", "github.com/moby/buildkit@"+BuildKitVersion)
+		download.Dir = tmp
+		download.Env = env
+		out, err := download.Output()
+		if err != nil {
+			return "", fmt.Errorf("go mod download buildkit@%s: %w\n%s", BuildKitVersion, err, stderrOf(err))
+		}
+		var mod struct{ Dir, Error string }
+		if err := json.Unmarshal(out, &mod); err != nil {
+			return "", fmt.Errorf("reading go mod download's answer: %w", err)
+		}
+		if mod.Dir == "" {
+			return "", fmt.Errorf("go mod download buildkit@%s: no folder: %s", BuildKitVersion, mod.Error)
+		}
+		bin := filepath.Join(tmp, "bin")
+		if err := os.Mkdir(bin, 0o755); err != nil {
+			return "", err
+		}
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin,
+			"-ldflags", "-X github.com/moby/buildkit/version.Version="+BuildKitVersion,
+			"./cmd/buildkitd", "./cmd/buildctl")
+		build.Dir = mod.Dir
+		build.Env = env
+		if out, err := build.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build buildkitd@%s: %w\n%s", BuildKitVersion, err, strings.TrimSpace(string(out)))
+		}
+		return bin, nil
+	},
 }
 
-// buildkitBinaries builds buildkitd and buildctl once per machine into
-// the user's cache folder and returns the folder holding them, under a
-// file lock since go test runs packages' test binaries in parallel. The
-// first build takes minutes.
-func buildkitBinaries() (string, error) {
-	buildkitBuilt.once.Do(func() { buildkitBuilt.dir, buildkitBuilt.err = buildBuildkit() })
-	return buildkitBuilt.dir, buildkitBuilt.err
-}
-
-func buildBuildkit() (string, error) {
-	if cacheErr != nil {
-		return "", cacheErr
-	}
-	dir := filepath.Join(cacheRoot, "docker-pkg-testenv", "buildkit-"+BuildKitVersion)
-	bin := filepath.Join(dir, "bin")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close() // releases the lock
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(bin); err == nil { // built by another test binary meanwhile
-		return bin, nil
-	}
-	tmp, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	// Outside any module, with no inherited flags: only the pinned
-	// version and its own go.mod count. go install refuses the module
-	// (its go.mod has exclude directives), so build inside its folder.
-	env := slices.Concat(startEnv, []string{"GOFLAGS=-buildvcs=false", "GOWORK=off"})
-	download := exec.CommandContext(ctx, "go", "mod", "download", "-json", "github.com/moby/buildkit@"+BuildKitVersion)
-	download.Dir = tmp
-	download.Env = env
-	out, err := download.Output()
-	if err != nil {
-		return "", fmt.Errorf("go mod download buildkit@%s: %w\n%s", BuildKitVersion, err, stderrOf(err))
-	}
-	var mod struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &mod); err != nil {
-		return "", fmt.Errorf("reading go mod download's answer: %w", err)
-	}
-	if mod.Dir == "" {
-		return "", fmt.Errorf("go mod download buildkit@%s: no folder: %s", BuildKitVersion, mod.Error)
-	}
-	binTmp := filepath.Join(tmp, "bin")
-	if err := os.Mkdir(binTmp, 0o755); err != nil {
-		return "", err
-	}
-	build := exec.CommandContext(ctx, "go", "build", "-o", binTmp,
-		"-ldflags", "-X github.com/moby/buildkit/version.Version="+BuildKitVersion,
-		"./cmd/buildkitd", "./cmd/buildctl")
-	build.Dir = mod.Dir
-	build.Env = env
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build buildkitd@%s: %w\n%s", BuildKitVersion, err, strings.TrimSpace(string(out)))
-	}
-	// Renamed into place whole, so a reader never sees half a binary.
-	if err := os.Rename(binTmp, bin); err != nil {
-		return "", err
-	}
-	return bin, nil
-}
+// buildkitBinaries returns the folder holding buildkitd and buildctl.
+func buildkitBinaries() (string, error) { return buildkitBin.get() }
 
 func stderrOf(err error) string {
 	var ee *exec.ExitError

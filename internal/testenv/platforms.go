@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -199,96 +197,56 @@ func busyboxRootfs(root, bin string) error {
 	return errors.Join(errs...)
 }
 
-var arm64Built struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// arm64Busybox fetches Debian's busybox-static for arm64 once per machine
-// into the user's cache folder and returns the binary's path.
-func arm64Busybox() (string, error) {
-	arm64Built.once.Do(func() { arm64Built.path, arm64Built.err = fetchArm64Busybox() })
-	return arm64Built.path, arm64Built.err
-}
-
-// fetchArm64Busybox downloads the package with an apt state of its own
-// (its own package lists, for arm64 only, and no installed packages), so
-// the machine's apt configuration and dpkg architectures stay as they
-// are.
-func fetchArm64Busybox() (string, error) {
-	if cacheErr != nil {
-		return "", cacheErr
-	}
-	dir := filepath.Join(cacheRoot, "docker-pkg-testenv", "busybox-static-arm64")
-	bin := filepath.Join(dir, "busybox")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close() // releases the lock
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(bin); err == nil { // fetched by another test binary meanwhile
-		return bin, nil
-	}
-	tmp, err := os.MkdirTemp(dir, "fetch-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	for _, d := range []string{"lists/partial", "cache/archives/partial"} {
-		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+// arm64Bin is Debian's busybox-static for arm64, fetched once per machine
+// with an apt state of its own (its own package lists, for arm64 only, and
+// no installed packages), so the machine's apt configuration and dpkg
+// architectures stay as they are.
+var arm64Bin = &artefact{
+	key: "busybox-static-arm64", name: "busybox", timeout: 10 * time.Minute,
+	make: func(ctx context.Context, tmp string) (string, error) {
+		for _, d := range []string{"lists/partial", "cache/archives/partial"} {
+			if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+				return "", err
+			}
+		}
+		apt := func(args ...string) error {
+			cmd := exec.CommandContext(ctx, "apt-get", append([]string{
+				"-q",
+				"-o", "APT::Architecture=arm64",
+				"-o", "Dir::State::Lists=" + filepath.Join(tmp, "lists"),
+				"-o", "Dir::State::status=/dev/null",
+				"-o", "Dir::Cache=" + filepath.Join(tmp, "cache"),
+			}, args...)...)
+			cmd.Dir = tmp
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, lastLines(out, 20))
+			}
+			return nil
+		}
+		if err := apt("update"); err != nil {
 			return "", err
 		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	apt := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, "apt-get", append([]string{
-			"-q",
-			"-o", "APT::Architecture=arm64",
-			"-o", "Dir::State::Lists=" + filepath.Join(tmp, "lists"),
-			"-o", "Dir::State::status=/dev/null",
-			"-o", "Dir::Cache=" + filepath.Join(tmp, "cache"),
-		}, args...)...)
-		cmd.Dir = tmp
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, lastLines(out, 20))
+		if err := apt("download", "busybox-static:arm64"); err != nil {
+			return "", err
 		}
-		return nil
-	}
-	if err := apt("update"); err != nil {
-		return "", err
-	}
-	if err := apt("download", "busybox-static:arm64"); err != nil {
-		return "", err
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "busybox-static_*_arm64.deb"))
-	if len(debs) != 1 {
-		return "", fmt.Errorf("apt-get download busybox-static:arm64 left %d packages in %s", len(debs), tmp)
-	}
-	root := filepath.Join(tmp, "root")
-	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], root).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb -x %s: %w\n%s", debs[0], err, out)
-	}
-	extracted := filepath.Join(root, "bin", "busybox")
-	if err := staticBinary(extracted, elf.EM_AARCH64); err != nil {
-		return "", err
-	}
-	// Renamed into place whole, so a reader never sees half a binary.
-	if err := os.Rename(extracted, bin); err != nil {
-		return "", err
-	}
-	return bin, nil
+		debs, _ := filepath.Glob(filepath.Join(tmp, "busybox-static_*_arm64.deb"))
+		if len(debs) != 1 {
+			return "", fmt.Errorf("apt-get download busybox-static:arm64 left %d packages in %s", len(debs), tmp)
+		}
+		root := filepath.Join(tmp, "root")
+		if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], root).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("dpkg-deb -x %s: %w\n%s", debs[0], err, out)
+		}
+		extracted := filepath.Join(root, "bin", "busybox")
+		if err := staticBinary(extracted, elf.EM_AARCH64); err != nil {
+			return "", err
+		}
+		return extracted, nil
+	},
 }
+
+// arm64Busybox returns the path of the arm64 busybox binary.
+func arm64Busybox() (string, error) { return arm64Bin.get() }
 
 // staticBinary checks that path is a statically linked executable for
 // machine: it runs in a FROM-scratch image, on that architecture.

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,13 +24,6 @@ const RegistryVersion = "v3.1.2"
 const (
 	RegistryUser     = "docker-pkg-test"
 	RegistryPassword = "not-a-real-secret-7fa1"
-)
-
-// The environment and cache folder as the test binary started, before a
-// test's t.Setenv (of HOME, say) could send the build elsewhere.
-var (
-	startEnv            = os.Environ()
-	cacheRoot, cacheErr = os.UserCacheDir()
 )
 
 // RegistryOptions says how to start a registry.
@@ -157,61 +149,21 @@ http:
 	return "", nil, fmt.Errorf("registry on %s did not answer within 15s: %s", host, out)
 }
 
-var built struct {
-	once sync.Once
-	path string
-	err  error
+// registryBin is the distribution registry, built once per machine. The
+// first build takes minutes.
+var registryBin = &artefact{
+	key: "registry-" + RegistryVersion, name: "registry", timeout: 8 * time.Minute,
+	make: func(ctx context.Context, gobin string) (string, error) {
+		cmd := exec.CommandContext(ctx, "go", "install", "github.com/distribution/distribution/v3/cmd/registry@"+RegistryVersion)
+		// Outside any module, with no inherited flags: only the pinned
+		// version and its own go.mod count.
+		cmd.Dir = gobin
+		cmd.Env = slices.Concat(startEnv, []string{"GOBIN=" + gobin, "GOFLAGS=-buildvcs=false", "GOWORK=off"})
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go install registry@%s: %w\n%s", RegistryVersion, err, strings.TrimSpace(string(out)))
+		}
+		return filepath.Join(gobin, "registry"), nil
+	},
 }
 
-// registryBinary builds the registry once per machine into the user's
-// cache folder, under a file lock since go test runs packages' test
-// binaries in parallel. The first build takes minutes.
-func registryBinary() (string, error) {
-	built.once.Do(func() { built.path, built.err = buildRegistry() })
-	return built.path, built.err
-}
-
-func buildRegistry() (string, error) {
-	if cacheErr != nil {
-		return "", cacheErr
-	}
-	dir := filepath.Join(cacheRoot, "docker-pkg-testenv", "registry-"+RegistryVersion)
-	bin := filepath.Join(dir, "registry")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close() // releases the lock
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(bin); err == nil { // built by another test binary meanwhile
-		return bin, nil
-	}
-	gobin, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(gobin)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "install", "github.com/distribution/distribution/v3/cmd/registry@"+RegistryVersion)
-	// Outside any module, with no inherited flags: only the pinned version
-	// and its own go.mod count.
-	cmd.Dir = gobin
-	cmd.Env = slices.Concat(startEnv, []string{"GOBIN=" + gobin, "GOFLAGS=-buildvcs=false", "GOWORK=off"})
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go install registry@%s: %w\n%s", RegistryVersion, err, strings.TrimSpace(string(out)))
-	}
-	// Renamed into place whole, so a reader never sees half a binary.
-	if err := os.Rename(filepath.Join(gobin, "registry"), bin); err != nil {
-		return "", err
-	}
-	return bin, nil
-}
+func registryBinary() (string, error) { return registryBin.get() }
