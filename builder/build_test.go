@@ -843,11 +843,11 @@ func TestSlotsNumbered(t *testing.T) {
 	s := newSlots(2, [][]int{{}, {}, {}, {}})
 	acquire := func(i int) int {
 		t.Helper()
-		n, err := s.acquire(ctx, i)
+		l, err := s.acquire(ctx, i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n
+		return l.slot
 	}
 	if a, b := acquire(0), acquire(1); a != 1 || b != 2 {
 		t.Fatalf("images 0 and 1 got slots %d and %d, want 1 and 2", a, b)

@@ -39,6 +39,15 @@ type Registry interface {
 	Credentials(ctx context.Context) (bool, error)
 	Pull(ctx context.Context, eng registry.Puller, label string, log io.Writer) error
 	Publish(ctx context.Context, eng registry.Pusher, label string, log io.Writer) error
+
+	// For a fleet of builders, which hand images over through the
+	// registry (see registry.Client):
+	Resolve(ctx context.Context, label string) (registry.Image, error)
+	Tag(ctx context.Context, digestRef string, tags ...string) error
+	PullPlatform(ctx context.Context, eng registry.PlatformPuller, digestRef, platform string, log io.Writer, tags ...string) error
+	CredentialFor(ctx context.Context, host string) (registry.Credential, error)
+	Insecure(label string) bool
+	Redact(err error) error
 }
 
 var _ Registry = (*registry.Client)(nil)
@@ -64,6 +73,7 @@ type Builder struct {
 	logger  *slog.Logger
 	log     io.Writer
 	events  func(Event)
+	warn    func(Warning)
 	render  *dockerfile.Renderer
 }
 
@@ -81,6 +91,7 @@ type options struct {
 	logger    *slog.Logger
 	log       io.Writer
 	events    func(Event)
+	warn      func(Warning)
 }
 
 // WithEngine sets the local Docker Engine. Default: none; plan then says
@@ -158,6 +169,13 @@ func WithEvents(f func(Event)) Option {
 	return func(o *options) { o.events = f }
 }
 
+// WithWarnings calls f with each warning a Build gives as it goes (a
+// builder that cannot be reached, one lost mid-run). Default: they go to
+// the WithLogger logger.
+func WithWarnings(f func(Warning)) Option {
+	return func(o *options) { o.warn = f }
+}
+
 // New scans dir, the repository of image definitions, with cfg. Errors in
 // several images are reported together; each names the file to fix.
 func New(ctx context.Context, dir string, cfg *config.Config, opts ...Option) (*Builder, error) {
@@ -176,13 +194,23 @@ func New(ctx context.Context, dir string, cfg *config.Config, opts ...Option) (*
 	b := &Builder{
 		cfg: cfg, tree: tree,
 		engine: o.engine, reg: o.reg, backend: o.backend,
-		jobs: o.jobs, logger: o.logger, log: o.log, events: o.events,
+		jobs: o.jobs, logger: o.logger, log: o.log, events: o.events, warn: o.warn,
 	}
 	b.render, err = dockerfile.New(cfg, repoLabels(tree), dockerfile.WithLogger(o.logger))
 	if err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// warnf gives a warning of the run.
+func (b *Builder) warnf(format string, args ...any) {
+	w := Warning{Message: fmt.Sprintf(format, args...)}
+	if b.warn != nil {
+		b.warn(w)
+		return
+	}
+	b.logger.Warn(w.Message)
 }
 
 // Tree is the scanned repository: its images and the graph between them.

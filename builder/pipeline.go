@@ -126,21 +126,32 @@ func (b *Builder) buildImage(ctx context.Context, backend Backend, r Rendered, r
 // when it has none. Unless ctx was cancelled meanwhile, the outcome is
 // then marked in the daemon (see markVerified).
 func (b *Builder) verify(ctx context.Context, img *image.Image, log io.Writer) (skipped bool, err error) {
+	return b.verifyAs(ctx, img, log, "", true)
+}
+
+// verifyAs is verify of platform's image of img (the test gets
+// DOCKER_DEFAULT_PLATFORM), for an image built for several: the outcome is
+// marked when the test fails or when last, once every platform passed.
+func (b *Builder) verifyAs(ctx context.Context, img *image.Image, log io.Writer, platform string, last bool) (skipped bool, err error) {
 	o := image.VerifyOptions{
-		Command: b.cfg.VerifyCommand,
-		Args:    b.cfg.VerifyArgs,
-		Proxy:   b.cfg.HTTPProxy,
-		Timeout: b.cfg.VerifyTimeout,
-		Log:     log,
+		Command:  b.cfg.VerifyCommand,
+		Args:     b.cfg.VerifyArgs,
+		Proxy:    b.cfg.HTTPProxy,
+		Timeout:  b.cfg.VerifyTimeout,
+		Log:      log,
+		Platform: platform,
 	}
 	if b.engine != nil {
 		o.Containers = b.engine
+	}
+	if platform != "" {
+		fmt.Fprintf(log, "verifying %s for %s\n", img.Label(), platform)
 	}
 	skipped, err = image.Verify(ctx, img, o)
 	if skipped {
 		fmt.Fprintln(log, "no test to run: verification skipped")
 	}
-	if ctx.Err() == nil && b.engine != nil {
+	if ctx.Err() == nil && b.engine != nil && (err != nil || last) {
 		b.markVerified(ctx, img, err == nil, log)
 	}
 	return skipped, err

@@ -53,15 +53,17 @@ func (b *Builder) Publish(ctx context.Context, plan *Plan, res *Result, opts Pub
 	p := &publisher{b: b, log: &lineLog{w: b.log}}
 
 	built := map[string]bool{}
+	digests := map[string]string{}
 	for _, ir := range res.Images {
 		if ir.Phase == PhaseVerified {
 			built[ir.Image.Name] = true
+			digests[ir.Image.Name] = ir.Digest
 		}
 	}
 	var results []*ImageResult
 	for _, img := range b.tree.Images {
 		if built[img.Name] || plan.states[img.Name].State == Built {
-			results = append(results, &ImageResult{Image: img, Phase: PhaseVerified})
+			results = append(results, &ImageResult{Image: img, Phase: PhaseVerified, Digest: digests[img.Name]})
 		}
 	}
 
@@ -128,7 +130,16 @@ func (p *publisher) publish(ctx context.Context, ir *ImageResult) {
 	p.emit(Event{Image: ir.Image, Phase: PhasePublishing})
 	w := p.log.writer(ir.Image.Name)
 	defer w.Close()
-	err := p.b.reg.Publish(ctx, p.b.engine, ir.Image.Label(), w)
+	var err error
+	if ir.Digest != "" {
+		// Pushed by a builder, by digest: the verified manifest gets its
+		// tags, nothing is uploaded again.
+		ref := registry.DigestRef(ir.Image.Label(), ir.Digest)
+		fmt.Fprintf(w, "tagging %s as %s and latest\n", ref, ir.Image.Tag)
+		err = p.b.reg.Tag(ctx, ref, ir.Image.Tag, "latest")
+	} else {
+		err = p.b.reg.Publish(ctx, p.b.engine, ir.Image.Label(), w)
+	}
 	elapsed := time.Since(start)
 	if err != nil {
 		err = &image.BuildError{Image: ir.Image.Label(), Stage: StagePublish, Err: err}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/image"
+	"github.com/docker-pkg/docker-pkg/registry"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -48,10 +49,17 @@ type Event struct {
 	// Publish, started verifying or publishing).
 	Elapsed time.Duration
 	// Slot is the build slot the image holds in Build while it builds and
-	// verifies, 1 to WithJobs: the images of one slot never overlap, so
-	// each slot is a lane of the run's timeline. 0 when it holds none:
-	// skipped, failed before it got one (a pull), and in Publish.
+	// verifies, 1 to WithJobs (to the builder's jobs on a fleet): the
+	// images of one slot never overlap, so each slot is a lane of the
+	// run's timeline. 0 when it holds none: skipped, failed before it got
+	// one (a pull), and in Publish.
 	Slot int
+	// Builder names the builder of builders: the slot is on; "" for the
+	// local engine.
+	Builder string
+	// Platform, for an image built for several platforms, is the one
+	// being verified (verifying) or that failed its test.
+	Platform string
 	// Time is when the change happened.
 	Time time.Time
 }
@@ -66,9 +74,30 @@ type ImageResult struct {
 	Size     int64  // bytes, of the image built; 0 when none was
 	ID       string // image ID (config digest) of the image built; "" when none was
 	// Start is when its work started (zero when it never did), and Slot
-	// the build slot it held, as Event.Slot.
-	Start time.Time
-	Slot  int
+	// the build slot it held, as Event.Slot, on Builder (as
+	// Event.Builder).
+	Start   time.Time
+	Slot    int
+	Builder string
+	// Digest is the manifest (or index) a builder elsewhere pushed, by
+	// digest and without a tag: Image.Repo@Digest. Publish tags it. ""
+	// for the local engine.
+	Digest string
+	// Platforms has one result per platform the image was built for,
+	// when it was built for a list of them, in the order verified.
+	Platforms []PlatformResult
+}
+
+// PlatformResult is what became of one platform of an image built for
+// several.
+type PlatformResult struct {
+	Platform string
+	ID       string // image ID (config digest) for that platform
+	Size     int64  // bytes, in the local engine once pulled; 0 if unknown
+	Phase    Phase  // verified or failed; skipped when an earlier one failed
+	Reason   string
+	Err      error
+	Duration time.Duration // of its verification
 }
 
 // Result is what a Build did.
@@ -127,10 +156,21 @@ var errFailFast = errors.New("an image failed and fail-fast is set")
 // Before anything else, Build removes the temporary build contexts that
 // runs killed with SIGKILL left behind (image.RemoveStaleContexts).
 func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Result, error) {
-	backend, err := b.defaultBackend()
+	if b.engine == nil {
+		return nil, ErrNoEngine
+	}
+	if err := image.ValidateBuilder(b.cfg); err != nil {
+		return nil, err
+	}
+	chain := plan.Chain()
+	if err := checkLinks(ctx, chain); err != nil {
+		return nil, err
+	}
+	f, closeFleet, err := b.connect(ctx, chain)
 	if err != nil {
 		return nil, err
 	}
+	defer closeFleet()
 	removed, err := image.RemoveStaleContexts()
 	if err != nil {
 		b.logger.Warn("cleaning up", "error", err)
@@ -138,12 +178,8 @@ func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Re
 	if len(removed) > 0 {
 		b.logger.Info("removed the build contexts of runs that were killed", "count", len(removed))
 	}
-	chain := plan.Chain()
-	if err := checkLinks(ctx, chain); err != nil {
-		return nil, err
-	}
 	r := &run{
-		b: b, o: opts, backend: backend, log: &lineLog{w: b.log}, plan: plan,
+		b: b, o: opts, fleet: f, log: &lineLog{w: b.log}, plan: plan,
 		revision: image.Revision(ctx, b.tree.Dir),
 		chain:    chain,
 		index:    make(map[string]int, len(chain)),
@@ -151,13 +187,21 @@ func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Re
 		results:  make([]ImageResult, len(chain)),
 		causes:   make([]string, len(chain)),
 		pulls:    map[string]*pull{},
+		handover: handover{pushed: map[string]registry.Image{}},
 	}
 	for i, img := range chain {
 		r.index[img.Name] = i
 		r.done[i] = make(chan struct{})
 		r.results[i].Image = img
 	}
-	r.slots = newSlots(b.jobs, r.chainParents())
+	parents := r.chainParents()
+	var order []int
+	if f.remote {
+		order = criticalOrder(parents)
+	}
+	r.slots = newPoolSlots(f.pools, parents, order)
+	r.slots.fits = func(i, p int) bool { return f.fits(b.platformsOf(chain[i]), p) }
+	r.slots.unfit = func(i int) error { return f.unfit(b.platformsOf(chain[i])) }
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -197,11 +241,11 @@ func checkLinks(ctx context.Context, chain []*image.Image) error {
 
 // run is one Build: what its goroutines share.
 type run struct {
-	b       *Builder
-	o       BuildOptions
-	backend Backend
-	log     *lineLog
-	plan    *Plan
+	b     *Builder
+	o     BuildOptions
+	fleet *fleet
+	log   *lineLog
+	plan  *Plan
 	// revision is the git commit of the definitions, for build records.
 	revision string
 	cancel   context.CancelCauseFunc
@@ -215,6 +259,8 @@ type run struct {
 	causes  []string // the failed image that made an image fail or skip
 	slots   *slots
 	pulls   map[string]*pull // written before any image starts
+	// handover holds, on a fleet, what each image built was pushed as.
+	handover handover
 
 	emitMu sync.Mutex
 }
@@ -242,7 +288,8 @@ type pull struct {
 // startPulls starts pulling every image that some image of the chain may
 // need: base_images, and the published parents of images to build.
 func (r *run) startPulls(ctx context.Context, g *errgroup.Group) {
-	if !r.plan.Pull() || len(r.chain) == 0 {
+	// Builders elsewhere take what they build on from the registry.
+	if !r.plan.Pull() || len(r.chain) == 0 || r.fleet.remote {
 		return
 	}
 	labels := slices.Clone(r.b.cfg.BaseImages)
@@ -294,7 +341,7 @@ func (r *run) image(ctx context.Context, i int) {
 			return
 		}
 	}
-	if r.plan.Pull() {
+	if r.plan.Pull() && !r.fleet.remote {
 		needs := append(r.b.tree.Bases(img.Name), r.publishedParents(img)...)
 		for _, label := range needs {
 			p := r.pulls[label]
@@ -313,28 +360,53 @@ func (r *run) image(ctx context.Context, i int) {
 			}
 		}
 	}
-	slot, err := r.slots.acquire(ctx, i)
-	if err != nil {
-		r.skip(i, "")
-		return
+	// A builder lost mid-build gives its image back: it is tried once
+	// more, on another builder.
+	for attempt := 1; ; attempt++ {
+		l, err := r.slots.acquire(ctx, i)
+		switch {
+		case errors.Is(err, errNoPool):
+			r.fail(i, &image.BuildError{Image: img.Label(), Stage: image.StageBuild, Err: err}, 0)
+			return
+		case err != nil:
+			r.skip(i, "")
+			return
+		}
+		var retry bool
+		ok, retry = r.work(ctx, i, l, attempt)
+		if !retry {
+			return
+		}
 	}
-	ok = r.work(ctx, i, slot)
 }
 
-// work renders, builds and verifies image i, holding slot.
-func (r *run) work(ctx context.Context, i, slot int) bool {
+// work renders, builds and verifies image i, holding the slot l. retry
+// is true when l's builder was lost meanwhile, for the first time for i:
+// the slot is given back, the builder marked lost, and i is to be built
+// again elsewhere.
+func (r *run) work(ctx context.Context, i int, l lane, attempt int) (ok, retry bool) {
 	img, res := r.chain[i], &r.results[i]
-	start := r.emit(Event{Image: img, Phase: PhaseBuilding, Slot: slot})
-	res.Start, res.Slot = start, slot
+	name := r.fleet.pools[l.pool].name
+	start := r.emit(Event{Image: img, Phase: PhaseBuilding, Slot: l.slot, Builder: name})
+	res.Start, res.Slot, res.Builder = start, l.slot, name
 	log := r.log.writer(img.Name)
 	defer log.Close()
-	err := r.buildAndVerify(ctx, img, res, log, start)
+	err := r.buildAndVerify(ctx, img, res, log, start, l)
 	res.Duration = time.Since(start)
+	if errors.Is(err, image.ErrBuilderLost) && ctx.Err() == nil && attempt == 1 {
+		var lost *image.LostError
+		errors.As(err, &lost)
+		r.b.warnf("%v, while building %s: building it again on another builder", r.b.redact(lost), img.Name)
+		fmt.Fprintf(log, "builder %s lost: building again elsewhere: %v\n", name, err)
+		r.slots.lost(i)
+		*res = ImageResult{Image: img}
+		return false, true
+	}
 	switch {
 	case err == nil:
 		res.Phase = PhaseVerified
-		r.emit(Event{Image: img, Phase: PhaseVerified, Reason: res.Reason, Elapsed: res.Duration, Slot: slot})
-		return true
+		r.emit(Event{Image: img, Phase: PhaseVerified, Reason: res.Reason, Elapsed: res.Duration, Slot: l.slot, Builder: name})
+		return true, false
 	case ctx.Err() != nil:
 		// Interrupted (fail-fast or the caller): the error is the
 		// interruption's, not the image's.
@@ -344,10 +416,13 @@ func (r *run) work(ctx context.Context, i, slot int) bool {
 		fmt.Fprintf(log, "FAILED: %v\n", err)
 		r.fail(i, err, res.Duration)
 	}
-	return false
+	return false, false
 }
 
-func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageResult, log io.Writer, start time.Time) error {
+func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageResult, log io.Writer, start time.Time, l lane) error {
+	if r.fleet.remote {
+		return r.buildRemote(ctx, img, res, log, start, l)
+	}
 	fmt.Fprintf(log, "building %s from %s\n", img.Label(), img.Dir)
 	rendered, err := r.b.renderImage(ctx, img)
 	if err != nil {
@@ -363,7 +438,7 @@ func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageRe
 	if err != nil {
 		return err
 	}
-	built, err := r.b.buildImage(ctx, r.backend, rendered, rec, r.o.Cache, log)
+	built, err := r.b.buildImage(ctx, r.fleet.backends[l.pool], rendered, rec, r.o.Cache, log)
 	if err != nil {
 		return err
 	}
@@ -373,7 +448,7 @@ func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageRe
 	} else {
 		fmt.Fprintf(log, "cannot tell the size of %s: %v\n", img.Label(), err)
 	}
-	r.emit(Event{Image: img, Phase: PhaseBuilt, Elapsed: time.Since(start), Slot: res.Slot})
+	r.emit(Event{Image: img, Phase: PhaseBuilt, Elapsed: time.Since(start), Slot: res.Slot, Builder: res.Builder})
 	skipped, err := r.b.verify(ctx, img, log)
 	if skipped {
 		res.Reason = "no test"
@@ -385,7 +460,7 @@ func (r *run) fail(i int, err error, elapsed time.Duration) {
 	img, res := r.chain[i], &r.results[i]
 	res.Phase, res.Err, res.Reason = PhaseFailed, err, err.Error()
 	r.causes[i] = img.Name
-	r.emit(Event{Image: img, Phase: PhaseFailed, Reason: res.Reason, Err: err, Elapsed: elapsed, Slot: res.Slot})
+	r.emit(Event{Image: img, Phase: PhaseFailed, Reason: res.Reason, Err: err, Elapsed: elapsed, Slot: res.Slot, Builder: res.Builder})
 	if r.o.FailFast {
 		r.cancel(errFailFast)
 	}

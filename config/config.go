@@ -44,6 +44,28 @@ type Secret struct {
 	File string `yaml:"file"`
 }
 
+// Remote is one BuildKit daemon of builders:.
+type Remote struct {
+	Name string
+	// Address is how to reach it: tcp://HOST:PORT, unix:///PATH,
+	// kube-pod://POD (kubectl), docker-container://NAME (docker).
+	Address string
+	Jobs    int // images built on it at once; default 1
+	// Platforms it may build, normalized; none: those its workers list.
+	Platforms []string
+	// TLS is the mutual TLS of a tcp address: PEM files, relative paths
+	// taken from the folder of the configuration file. nil: plain.
+	TLS *TLSFiles
+}
+
+// TLSFiles are the PEM files of mutual TLS with a builder.
+type TLSFiles struct {
+	CA, Cert, Key string
+	// ServerName is the name the builder's certificate must hold; default
+	// the address's host.
+	ServerName string
+}
+
 // Config is the merged configuration. Fields hold the keys docker-pkg reads
 // itself; Vars holds every key, as the templates see them.
 type Config struct {
@@ -71,6 +93,16 @@ type Config struct {
 	Builder            string // "classic" (default) or "buildkit"
 	InsecureRegistries []string
 	Secrets            map[string]Secret
+	// Builders are the BuildKit daemons images are built on (builders);
+	// none: the local engine, with Builder.
+	Builders []Remote
+	// BuildCache is where builds keep their cache: "none" (the builder's
+	// own, the default) or "registry" (<repository>:buildcache, shared by
+	// every builder).
+	BuildCache string
+	// Platforms are the platforms every image is built for (platforms),
+	// normalized (linux/arm64); none: the builder's own.
+	Platforms []string
 
 	// Vars is every key of the merged configuration, known or not, but
 	// password: the template variables.
@@ -103,6 +135,7 @@ func Defaults() map[string]any {
 		"verify_timeout":     1800,
 		"template_engine":    "jinja2",
 		"builder":            "classic",
+		"build_cache":        "none",
 	}
 }
 
@@ -349,6 +382,27 @@ func fromMap(m map[string]any, lines map[string]position) (*Config, error) {
 	}
 	if v, ok := m["secrets"]; ok && v != nil {
 		c.Secrets = parseSecrets(v, func(format string, args ...any) { bad("secrets", format, args...) })
+	}
+	c.Platforms = platformList(strs("platforms"), func(format string, args ...any) { bad("platforms", format, args...) })
+	if v, ok := m["builders"]; ok && v != nil {
+		c.Builders = parseRemotes(v, filepath.Dir(lines["builders"].file), func(format string, args ...any) { bad("builders", format, args...) })
+	}
+	c.BuildCache = str("build_cache")
+	switch c.BuildCache {
+	case "none", "registry":
+	default:
+		bad("build_cache", "want none or registry, got %q", c.BuildCache)
+	}
+	// A builder elsewhere sees neither this machine's engine nor its
+	// files: what it builds on and what it built travel through the
+	// registry.
+	if c.Registry == "" {
+		if len(c.Builders) > 0 {
+			bad("builders", "builders hand images over through the registry: set registry")
+		}
+		if c.BuildCache == "registry" {
+			bad("build_cache", "a registry build cache needs a registry: set registry")
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -54,8 +54,32 @@ type BuildRequest struct {
 	Log       io.Writer         // the build's output, line by line; nil discards it
 	// Tags are given to the image by the same build, before its own label
 	// (Image.UnverifiedLabel): the daemon tags in this order, so the image
-	// never has its label without them.
+	// never has its label without them. Local engine only.
 	Tags []string
+
+	// What a builder elsewhere (Remote) needs, which sees neither this
+	// machine's engine nor its registry configuration:
+
+	// Push is the repository the image is pushed to, by digest and
+	// without a tag: it gets its tag once verified.
+	Push string
+	// Pins maps each image reference the Dockerfiles name (a FROM, a COPY
+	// --from) to the repo@digest to build from: what the build record
+	// says it was built on, whatever the tag says meanwhile.
+	Pins map[string]string
+	// Platforms to build for, in one build (an index of one image each);
+	// none: the builder's own, one image.
+	Platforms []string
+	// Cache, when set, is the registry reference the build imports its
+	// cache from and exports it to (mode=max); a cache not there yet is
+	// not an error.
+	Cache string
+	// Annotations go on the pushed manifests (and index): unlike labels,
+	// they are not inherited by images built FROM this one.
+	Annotations map[string]string
+	// Insecure says the registry is reached over plain HTTP (a host in
+	// insecure_registries).
+	Insecure bool
 }
 
 // Built is where a backend left the image it built.
@@ -64,4 +88,10 @@ type Built struct {
 	// Local is true when the image is in the local Docker Engine, tagged
 	// Image.Label().
 	Local bool
+	// Digest is the digest of the manifest (or index, for several
+	// platforms) pushed by a builder elsewhere: the image is
+	// BuildRequest.Push@Digest. "" for a local build.
+	Digest string
+	// Builder names the builder that built it; "" for the local engine.
+	Builder string
 }

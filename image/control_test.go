@@ -46,10 +46,11 @@ func TestAddDepends(t *testing.T) {
 			if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o640 {
 				t.Errorf("mode %v, %v; want 0640 kept", info.Mode().Perm(), err)
 			}
-			deps, err := readControl(path)
+			c, err := readControl(path)
 			if err != nil {
 				t.Fatal(err)
 			}
+			deps := c.depends
 			for _, n := range tt.add {
 				if !slices.ContainsFunc(deps, func(d Dependency) bool { return d.Name == n }) {
 					t.Errorf("%s is not among the dependencies read back: %+v", n, deps)

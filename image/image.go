@@ -33,6 +33,10 @@ type Image struct {
 	Tag        string // Version plus the naming's TagSuffix
 	Depends    []Dependency
 	BuildStage bool // Dockerfile.build.template exists
+	// Platforms are the control file's Platforms, normalized: the
+	// platforms this image is built for instead of the configuration's.
+	// nil: the configuration's.
+	Platforms []string
 }
 
 // Label is the full label, Repo:Tag.

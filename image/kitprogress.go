@@ -71,6 +71,12 @@ func (p *statusPrinter) trace(aux json.RawMessage) {
 	if err := resp.UnmarshalVT(dt); err != nil {
 		return
 	}
+	p.status(&resp)
+}
+
+// status prints one status update of a build: steps started and ended,
+// and their output.
+func (p *statusPrinter) status(resp *controlapi.StatusResponse) {
 	for _, v := range resp.Vertexes {
 		s := p.step(v.Digest)
 		if v.Name != "" {

@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/docker-pkg/docker-pkg/changelog"
+	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/internal/readfile"
 	"github.com/docker-pkg/docker-pkg/internal/ref"
 	"pault.ag/go/debian/version"
@@ -83,9 +85,11 @@ func LoadListed(dir string, n Naming, p Present) (*Image, error) {
 			logPath, ErrInvalid, entry.Name)
 	}
 	if p.Control {
-		if img.Depends, err = readControl(filepath.Join(abs, ControlFile)); err != nil {
+		c, err := readControl(filepath.Join(abs, ControlFile))
+		if err != nil {
 			return nil, err
 		}
+		img.Depends, img.Platforms = c.depends, c.platforms
 	}
 	return img, nil
 }
@@ -95,34 +99,48 @@ func LoadListed(dir string, n Naming, p Present) (*Image, error) {
 // (a link to /dev/zero, a log) cannot eat the memory.
 const MaxControlSize = 1 << 20
 
+// control is what docker-pkg reads of a control file.
+type control struct {
+	depends   []Dependency
+	platforms []string // Platforms, normalized; nil when no paragraph has one
+}
+
 // readControl returns the Depends and Build-Depends of every paragraph of
-// the deb822 file at path; a missing file has none. Only a regular file
-// of at most MaxControlSize bytes is read: a named pipe or a device would
-// block or never end.
-func readControl(path string) ([]Dependency, error) {
+// the deb822 file at path, and its Platforms; a missing file has none.
+// Only a regular file of at most MaxControlSize bytes is read: a named
+// pipe or a device would block or never end.
+func readControl(path string) (control, error) {
 	data, err := readRegular(path, MaxControlSize)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return control{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return control{}, err
 	}
 	return readControlData(path, data)
 }
 
 // readControlData is readControl of data read from path.
-func readControlData(path string, data []byte) ([]Dependency, error) {
-
+func readControlData(path string, data []byte) (control, error) {
 	var (
-		deps  []Dependency
+		c     control
 		field []segment // the Depends/Build-Depends field being read
+		plats []segment // the Platforms field being read
 	)
 	flush := func() error {
+		if plats != nil {
+			p, err := parsePlatforms(path, plats)
+			if err != nil {
+				return err
+			}
+			c.platforms = append(c.platforms, p...)
+			plats = nil
+		}
 		if field == nil {
 			return nil
 		}
 		d, err := parseDepends(path, field)
-		deps = append(deps, d...)
+		c.depends = append(c.depends, d...)
 		field = nil
 		return err
 	}
@@ -134,34 +152,62 @@ func readControlData(path string, data []byte) ([]Dependency, error) {
 		case strings.HasPrefix(line, "#"): // deb822 comment
 		case strings.TrimSpace(line) == "": // paragraph separator
 			if err := flush(); err != nil {
-				return nil, err
+				return control{}, err
 			}
 			inField = false
 		case line[0] == ' ' || line[0] == '\t':
 			if !inField {
-				return nil, fmt.Errorf("%s:%d: %w: continuation line outside a field", path, n, ErrInvalid)
+				return control{}, fmt.Errorf("%s:%d: %w: continuation line outside a field", path, n, ErrInvalid)
 			}
 			if field != nil {
 				field = append(field, segment{n, line})
 			}
+			if plats != nil {
+				plats = append(plats, segment{n, line})
+			}
 		default:
 			if err := flush(); err != nil {
-				return nil, err
+				return control{}, err
 			}
 			name, value, ok := strings.Cut(line, ":")
 			if !ok {
-				return nil, fmt.Errorf(`%s:%d: %w: expected "Field: value", got %q`, path, n, ErrInvalid, line)
+				return control{}, fmt.Errorf(`%s:%d: %w: expected "Field: value", got %q`, path, n, ErrInvalid, line)
 			}
 			inField = true
-			if k := strings.TrimSpace(name); strings.EqualFold(k, "Depends") || strings.EqualFold(k, "Build-Depends") {
+			switch k := strings.TrimSpace(name); {
+			case strings.EqualFold(k, "Depends") || strings.EqualFold(k, "Build-Depends"):
 				field = []segment{{n, value}}
+			case strings.EqualFold(k, "Platforms"):
+				plats = []segment{{n, value}}
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return nil, err
+		return control{}, err
 	}
-	return deps, nil
+	return c, nil
+}
+
+// parsePlatforms reads a Platforms field: platforms such as linux/amd64,
+// separated by commas or spaces, each normalized (linux/arm64/v8 is
+// linux/arm64). An empty field is an error: it would build for nothing.
+func parsePlatforms(path string, field []segment) ([]string, error) {
+	var out []string
+	for _, seg := range field {
+		for _, p := range strings.FieldsFunc(seg.text, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			norm, err := config.NormalizePlatform(p)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: %w: Platforms: %v", path, seg.line, ErrInvalid, err)
+			}
+			if !slices.Contains(out, norm) {
+				out = append(out, norm)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s:%d: %w: Platforms: empty; list platforms such as linux/amd64, linux/arm64, or remove the field", path, field[0].line, ErrInvalid)
+	}
+	return out, nil
 }
 
 // readRegular reads the regular file at path (a symbolic link to one is

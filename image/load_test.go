@@ -252,3 +252,39 @@ func TestLoadRelativeDir(t *testing.T) {
 		t.Errorf("Dir = %q, want the absolute %q", img.Dir, dir)
 	}
 }
+
+func TestLoadPlatforms(t *testing.T) {
+	tests := []struct {
+		name    string
+		control string
+		want    []string
+		wantErr string
+	}{
+		{"none", "Source: app\n", nil, ""},
+		{"commas", "Source: app\nPlatforms: linux/amd64, linux/arm64/v8\n", []string{"linux/amd64", "linux/arm64"}, ""},
+		{"folded", "Source: app\nPlatforms: linux/amd64\n linux/arm64\n  linux/amd64\nDepends: core\n", []string{"linux/amd64", "linux/arm64"}, ""},
+		{"in the binary paragraph", "Source: app\n\nPackage: app\nPlatforms: linux/arm64\n", []string{"linux/arm64"}, ""},
+		{"bad", "Source: app\nPlatforms: linux/amd64,\n arm64\n", nil, "control:3: invalid image definition: Platforms: platform \"arm64\""},
+		{"empty", "Source: app\nPlatforms:\n", nil, "control:2: invalid image definition: Platforms: empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeImage(t, map[string]string{
+				"changelog": entry("app", "1.0-1"), "Dockerfile.template": "FROM scratch\n", "control": tt.control,
+			})
+			img, err := Load(dir, Naming{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) {
+					t.Fatalf("Load = %v, want an ErrInvalid saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(img.Platforms, tt.want) {
+				t.Errorf("Platforms = %q, want %q", img.Platforms, tt.want)
+			}
+		})
+	}
+}

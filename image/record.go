@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -61,8 +62,13 @@ type Record struct {
 	BaseDigest string // its image ID when this image was built
 	Inputs     string // InputsDigest of the build
 	// Parents maps every image the build used to its image ID then, the
-	// base included.
+	// base included. For an image built for several platforms, those of
+	// the first.
 	Parents map[string]string
+	// Platforms, for an image built for a list of platforms, maps each to
+	// its Parents: the image ID each parent had for that platform. nil
+	// for an image built for the builder's own platform.
+	Platforms map[string]map[string]string
 }
 
 // recordJSON is a Record as LabelRecord holds it. The base's digest is
@@ -76,6 +82,8 @@ type recordJSON struct {
 	Base     string            `json:"base,omitempty"`
 	Inputs   string            `json:"inputs"`
 	Parents  map[string]string `json:"parents,omitempty"`
+	// Platforms is Record.Platforms.
+	Platforms map[string]map[string]string `json:"platforms,omitempty"`
 }
 
 // Labels returns the record as the labels to build the image with: the
@@ -83,7 +91,7 @@ type recordJSON struct {
 func (r Record) Labels() map[string]string {
 	j := recordJSON{
 		Format: recordFormat, Name: r.Title, Version: r.Version, Revision: r.Revision,
-		Base: r.BaseName, Inputs: r.Inputs, Parents: r.Parents,
+		Base: r.BaseName, Inputs: r.Inputs, Parents: r.Parents, Platforms: r.Platforms,
 	}
 	if !r.Created.IsZero() {
 		j.Created = r.Created.UTC().Format(time.RFC3339)
@@ -150,6 +158,7 @@ func ParseRecord(img *Image, labels map[string]string) (r Record, ok bool) {
 		r = Record{
 			Title: j.Name, Version: j.Version, Revision: j.Revision,
 			BaseName: j.Base, BaseDigest: j.Parents[j.Base], Inputs: j.Inputs, Parents: j.Parents,
+			Platforms: j.Platforms,
 		}
 		if r.Parents == nil {
 			r.Parents = map[string]string{}
@@ -194,7 +203,64 @@ func NewRecord(ctx context.Context, img *Image, dockerfile, buildDockerfile []by
 		}
 		ids[p] = id
 	}
-	inputs, err := InputsDigest(ctx, img.Dir, img.Root, Inputs{Dockerfile: dockerfile, BuildDockerfile: buildDockerfile, Parents: ids})
+	return newRecord(ctx, img, dockerfile, buildDockerfile, revision, base, ids, nil)
+}
+
+// PlatformResolver gives, for a parent image, the image ID it has for
+// each platform where the build takes it from (the registry's index), or
+// an error naming it when it is not there.
+type PlatformResolver func(ctx context.Context, label string) (ids map[string]string, err error)
+
+// NewPlatformRecord is NewRecord for an image built for platforms, each
+// parent resolved for every one of them: a parent that lacks one is an
+// error naming the parent and the platform. Parents holds the first
+// platform's IDs, Platforms all of them.
+func NewPlatformRecord(ctx context.Context, img *Image, dockerfile, buildDockerfile []byte, revision string, platforms []string, resolve PlatformResolver) (Record, error) {
+	base, parents, err := Parents(dockerfile, buildDockerfile)
+	if err != nil {
+		return Record{}, fmt.Errorf("recording the build of %s: %w", img.Label(), err)
+	}
+	per := make(map[string]map[string]string, len(platforms))
+	for _, p := range platforms {
+		per[p] = map[string]string{}
+	}
+	for _, parent := range parents {
+		ids, err := resolve(ctx, parent)
+		if err != nil {
+			return Record{}, fmt.Errorf("recording the build of %s: %w", img.Label(), err)
+		}
+		for _, p := range platforms {
+			id, ok := ids[p]
+			if !ok {
+				return Record{}, &PlatformError{Image: img.Label(), Parent: parent, Platform: p, Has: slices.Sorted(maps.Keys(ids))}
+			}
+			per[p][parent] = id
+		}
+	}
+	return newRecord(ctx, img, dockerfile, buildDockerfile, revision, base, per[platforms[0]], per)
+}
+
+// ErrPlatform is matched (errors.Is) by the error of an image a parent of
+// which lacks a platform the image is built for.
+var ErrPlatform = errors.New("a parent image lacks a platform")
+
+// PlatformError says which parent lacks which platform. BuildKit would
+// build such an image all the same, on the parent's other platform: an
+// "arm64" image full of amd64 binaries.
+type PlatformError struct {
+	Image, Parent, Platform string
+	Has                     []string // the platforms the parent offers
+}
+
+func (e *PlatformError) Error() string {
+	return fmt.Sprintf("parent image %s has no %s image (it offers %s): %s cannot be built for %s on it",
+		e.Parent, e.Platform, strings.Join(e.Has, ", "), e.Image, e.Platform)
+}
+
+func (e *PlatformError) Is(target error) bool { return target == ErrPlatform }
+
+func newRecord(ctx context.Context, img *Image, dockerfile, buildDockerfile []byte, revision, base string, ids map[string]string, platforms map[string]map[string]string) (Record, error) {
+	inputs, err := InputsDigest(ctx, img.Dir, img.Root, Inputs{Dockerfile: dockerfile, BuildDockerfile: buildDockerfile, Parents: ids, Platforms: platforms})
 	if err != nil {
 		return Record{}, fmt.Errorf("recording the build of %s: %w", img.Label(), err)
 	}
@@ -207,6 +273,7 @@ func NewRecord(ctx context.Context, img *Image, dockerfile, buildDockerfile []by
 		BaseDigest: ids[base],
 		Inputs:     inputs,
 		Parents:    ids,
+		Platforms:  platforms,
 	}, nil
 }
 
@@ -301,6 +368,9 @@ type Inputs struct {
 	Dockerfile      []byte            // rendered Dockerfile.template
 	BuildDockerfile []byte            // rendered Dockerfile.build.template; nil when none
 	Parents         map[string]string // every image Parents lists -> its image ID
+	// Platforms, for an image built for a list of platforms: each
+	// platform -> every parent -> its image ID for that platform.
+	Platforms map[string]map[string]string
 }
 
 // InputsDigest is the sha256 digest of everything a build of the image in
@@ -327,6 +397,12 @@ func InputsDigest(ctx context.Context, dir, root string, in Inputs) (string, err
 	}
 	for _, ref := range slices.Sorted(maps.Keys(in.Parents)) {
 		item("parent", ref, in.Parents[ref])
+	}
+	for _, p := range slices.Sorted(maps.Keys(in.Platforms)) {
+		item("platform", p)
+		for _, ref := range slices.Sorted(maps.Keys(in.Platforms[p])) {
+			item("platform-parent", p, ref, in.Platforms[p][ref])
+		}
 	}
 	err := walkContext(ctx, dir, root, func(rel string, info fs.FileInfo, path string) error {
 		mode := strconv.FormatUint(uint64(info.Mode()&(fs.ModeType|fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)), 8)

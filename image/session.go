@@ -89,7 +89,7 @@ func ValidateBuilder(cfg *config.Config) error {
 	if len(cfg.Secrets) == 0 {
 		return nil
 	}
-	if cfg.Builder != "buildkit" {
+	if cfg.Builder != "buildkit" && len(cfg.Builders) == 0 {
 		return fmt.Errorf("secrets: the %s builder cannot keep secrets out of the image; set builder: buildkit to use them", cfg.Builder)
 	}
 	return CheckSecrets(cfg.Secrets)

@@ -74,6 +74,10 @@ type VerifyOptions struct {
 	// Log gets the test's output, stdout and stderr. Default (nil):
 	// discarded.
 	Log io.Writer
+	// Platform, when set, is the platform of the image under test: the
+	// test gets it as DOCKER_DEFAULT_PLATFORM, so its own docker run
+	// picks that platform's image. Default: unset.
+	Platform string
 }
 
 // Verify runs the verify command for img (verify_command, verify_args).
@@ -131,6 +135,9 @@ func Verify(ctx context.Context, img *Image, o VerifyOptions) (skipped bool, err
 	if o.Containers != nil {
 		label = VerifyLabel + "=" + strings.ToLower(rand.Text()[:16])
 		cmd.Env = append(cmd.Env, VerifyLabelEnv+"="+label)
+	}
+	if o.Platform != "" {
+		cmd.Env = append(cmd.Env, "DOCKER_DEFAULT_PLATFORM="+o.Platform)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// The output goes through a pipe of ours rather than exec's: Wait then

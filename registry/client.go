@@ -51,11 +51,13 @@ type Client struct {
 	backoff            time.Duration
 	timeout            time.Duration
 	puller             *remote.Puller
+	pusher             *remote.Pusher
 	labels             *labelCache
 	// published remembers, by label, what Config found in the registry
 	// during this run: the state check and the build record read the
 	// same manifest.
 	published sync.Map // label -> publishedImage
+	resolved  sync.Map // label -> Image, what Resolve found
 
 	mu      sync.Mutex
 	secrets []string         // every credential seen, removed from error messages
@@ -123,6 +125,15 @@ func New(cfg *config.Config, opts ...Option) (*Client, error) {
 	// Retries are ours (see Published), so go-containerregistry's own are
 	// turned off: one attempt per call to it.
 	r.puller, err = remote.NewPuller(
+		remote.WithTransport(tr),
+		remote.WithAuthFromKeychain(keychain{r}),
+		remote.WithRetryPredicate(func(error) bool { return false }),
+		remote.WithRetryStatusCodes(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %w", r.host, err)
+	}
+	r.pusher, err = remote.NewPusher(
 		remote.WithTransport(tr),
 		remote.WithAuthFromKeychain(keychain{r}),
 		remote.WithRetryPredicate(func(error) bool { return false }),

@@ -192,12 +192,13 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	}
 	before := printerFor(0, false)
 	g.warn = before.warn
+	events := &eventSink{}
+	events.set(nil, before.warn)
 
 	fmt.Fprintf(stdout, "== Step 0: scanning %s ==\n", dir)
-	events := &eventSink{}
 	b, err := g.openWith(ctx, cfg, dir, cli, errw,
 		builder.WithJobs(o.jobs), builder.WithTagSuffix(tagSuffix(o, time.Now())),
-		builder.WithLogger(logger), builder.WithLog(logw), builder.WithEvents(events.event))
+		builder.WithLogger(logger), builder.WithLog(logw), builder.WithEvents(events.event), builder.WithWarnings(events.warning))
 	if err != nil {
 		return err
 	}
@@ -228,10 +229,13 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 
 	fmt.Fprintln(stdout, "== Step 1: building images ==")
 	progress := printerFor(len(chain), true)
-	events.set(progress.event)
+	events.set(progress.event, progress.warn)
 	res, err := b.Build(ctx, plan, builder.BuildOptions{FailFast: o.failFast, Cache: o.useCache})
 	progress.stop()
 	if res == nil {
+		if errors.Is(err, builder.ErrNoBuilder) {
+			return &exitError{code: 2, msg: err.Error() + ": start one, or build on the local engine with a configuration without builders"}
+		}
 		return err
 	}
 	interrupted := err != nil
@@ -251,7 +255,8 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	case g.offline:
 		fmt.Fprintln(stdout, "NOT publishing images as --offline is set")
 	default:
-		events.set(printerFor(0, false).event)
+		after := printerFor(0, false)
+		events.set(after.event, after.warn)
 		published, err = b.Publish(ctx, plan, res, builder.PublishOptions{Atomic: o.atomic})
 		interrupted = printPublished(stdout, err)
 		if err != nil && !interrupted && !errors.Is(err, registry.ErrNoCredentials) && !errors.Is(err, builder.ErrIncomplete) {
@@ -284,14 +289,24 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 // eventSink passes the Builder's events to whichever printer the current
 // step set.
 type eventSink struct {
-	mu sync.Mutex
-	f  func(builder.Event)
+	mu   sync.Mutex
+	f    func(builder.Event)
+	warn func(builder.Warning)
 }
 
-func (s *eventSink) set(f func(builder.Event)) {
+func (s *eventSink) set(f func(builder.Event), warn func(builder.Warning)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.f = f
+	s.f, s.warn = f, warn
+}
+
+func (s *eventSink) warning(w builder.Warning) {
+	s.mu.Lock()
+	f := s.warn
+	s.mu.Unlock()
+	if f != nil {
+		f(w)
+	}
 }
 
 func (s *eventSink) event(e builder.Event) {
@@ -407,9 +422,15 @@ func printSummary(w io.Writer, res *builder.Result, published []builder.ImageRes
 	}
 	failed := 0
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	// On a fleet, which builder built each image.
+	fleet := slices.ContainsFunc(rows, func(ir builder.ImageResult) bool { return ir.Builder != "" })
 	// Every cell of RESULT is painted, or none: the same bytes added to
 	// each keep the columns aligned.
-	fmt.Fprintf(tw, "IMAGE\t%s\tDURATION\tSIZE\n", paint(colour, noColor, "RESULT"))
+	header := "IMAGE\t%s\tDURATION\tSIZE\n"
+	if fleet {
+		header = "IMAGE\t%s\tDURATION\tSIZE\tBUILDER\n"
+	}
+	fmt.Fprintf(tw, header, paint(colour, noColor, "RESULT"))
 	var failures []builder.ImageResult
 	for _, ir := range rows {
 		result := string(ir.Phase)
@@ -438,7 +459,34 @@ func printSummary(w io.Writer, res *builder.Result, published []builder.ImageRes
 		if ir.Size > 0 {
 			size = humanSize(ir.Size)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ir.Image.Label(), paint(colour, cmp.Or(phaseColour(ir.Phase), noColor), result), duration, size)
+		row := fmt.Sprintf("%s\t%s\t%s\t%s", ir.Image.Label(), paint(colour, cmp.Or(phaseColour(ir.Phase), noColor), result), duration, size)
+		if fleet {
+			row += "\t" + cmp.Or(ir.Builder, "-")
+		}
+		fmt.Fprintln(tw, row)
+		// An image built for several platforms: a row for each.
+		for _, pr := range ir.Platforms {
+			result := string(pr.Phase)
+			switch {
+			case pr.Phase == builder.PhaseFailed:
+				result = "failed (" + string(image.StageVerify) + ")"
+				var be *image.BuildError
+				if errors.As(pr.Err, &be) {
+					result = "failed (" + string(be.Stage) + ")"
+				}
+			case pr.Reason != "":
+				result += " (" + pr.Reason + ")"
+			}
+			size := "-"
+			if pr.Size > 0 {
+				size = humanSize(pr.Size)
+			}
+			row := fmt.Sprintf("  %s\t%s\t%s\t%s", pr.Platform, paint(colour, cmp.Or(phaseColour(pr.Phase), noColor), result), pr.Duration.Round(100*time.Millisecond), size)
+			if fleet {
+				row += "\t"
+			}
+			fmt.Fprintln(tw, row)
+		}
 	}
 	tw.Flush()
 	for _, ir := range failures {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,8 +29,18 @@ func checkReportPath(path string) error {
 // tree order, with what this run did to it.
 func runReport(title string, b *builder.Builder, plan *builder.Plan, res *builder.Result, published []builder.ImageResult, started, finished time.Time, jobs int) *report.Run {
 	run := &report.Run{Title: title, Started: started, Finished: finished}
-	for i := 1; i <= jobs; i++ {
-		run.Lanes = append(run.Lanes, fmt.Sprintf("slot %d", i))
+	// One lane per build slot; on a fleet, per slot of each builder.
+	fleet := slices.ContainsFunc(res.Images, func(ir builder.ImageResult) bool { return ir.Builder != "" })
+	if !fleet {
+		for i := 1; i <= jobs; i++ {
+			run.Lanes = append(run.Lanes, fmt.Sprintf("slot %d", i))
+		}
+	} else {
+		for _, rc := range b.Config().Builders {
+			for i := 1; i <= rc.Jobs; i++ {
+				run.Lanes = append(run.Lanes, lane(rc.Name, i))
+			}
+		}
 	}
 	built := map[string]builder.ImageResult{}
 	for _, ir := range res.Images {
@@ -60,7 +71,10 @@ func runReport(title string, b *builder.Builder, plan *builder.Plan, res *builde
 			if !ir.Start.IsZero() {
 				ri.Start, ri.End = ir.Start, ir.Start.Add(ir.Duration)
 			}
-			if ir.Slot > 0 {
+			switch {
+			case ir.Slot > 0 && ir.Builder != "":
+				ri.Lane = lane(ir.Builder, ir.Slot)
+			case ir.Slot > 0:
 				ri.Lane = fmt.Sprintf("slot %d", ir.Slot)
 			}
 			describeFailure(&ri, ir)
@@ -78,6 +92,9 @@ func runReport(title string, b *builder.Builder, plan *builder.Plan, res *builde
 	}
 	return run
 }
+
+// lane names slot n of a builder of the fleet.
+func lane(builder string, n int) string { return fmt.Sprintf("%s slot %d", builder, n) }
 
 // describeFailure puts a failed or skipped image's stage, error and log
 // tail into ri.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,12 +75,13 @@ type progress struct {
 	total   int
 	done    int
 	running map[string]time.Time // short name -> since
+	where   map[string]string    // short name -> the builder it is on
 	quit    chan struct{}
 	ticker  sync.WaitGroup
 }
 
 func newProgress(w io.Writer, total int, live, colour bool) *progress {
-	p := &progress{w: w, live: live, colour: colour, total: total, running: map[string]time.Time{}, quit: make(chan struct{})}
+	p := &progress{w: w, live: live, colour: colour, total: total, running: map[string]time.Time{}, where: map[string]string{}, quit: make(chan struct{})}
 	if live {
 		p.ticker.Add(1)
 		go p.tick()
@@ -128,10 +130,16 @@ func (p *progress) event(e builder.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch e.Phase {
-	case builder.PhaseBuilding, builder.PhaseVerifying, builder.PhasePublishing:
+	case builder.PhaseBuilding, builder.PhasePublishing:
 		p.running[e.Image.Name] = e.Time
+		p.where[e.Image.Name] = e.Builder
+	case builder.PhaseVerifying:
+		if _, ok := p.running[e.Image.Name]; !ok { // publish's, not a platform's
+			p.running[e.Image.Name] = e.Time
+		}
 	case builder.PhaseVerified, builder.PhaseFailed, builder.PhaseSkipped, builder.PhasePublished:
 		delete(p.running, e.Image.Name)
+		delete(p.where, e.Image.Name)
 		p.done++
 	}
 	p.write(stateLine(e, p.colour))
@@ -163,7 +171,11 @@ func (p *progress) status() string {
 		if i == 0 {
 			sep = ": "
 		}
-		s += sep + name + " " + time.Since(p.running[name]).Truncate(time.Second).String()
+		s += sep + name
+		if on := p.where[name]; on != "" {
+			s += "@" + on
+		}
+		s += " " + time.Since(p.running[name]).Truncate(time.Second).String()
 	}
 	if r := []rune(s); len(r) > statusWidth {
 		s = string(r[:statusWidth-1]) + "…"
@@ -177,6 +189,12 @@ func (p *progress) status() string {
 func stateLine(e builder.Event, colour bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s] %s", e.Image.Name, paint(colour, phaseColour(e.Phase), string(e.Phase)))
+	if e.Platform != "" {
+		fmt.Fprintf(&b, " %s", e.Platform)
+	}
+	if e.Builder != "" && (e.Phase == builder.PhaseBuilding || e.Phase == builder.PhaseBuilt) {
+		fmt.Fprintf(&b, " on %s", e.Builder)
+	}
 	switch e.Phase {
 	case builder.PhaseFailed, builder.PhaseSkipped:
 		fmt.Fprintf(&b, ": %s", shortDigests(image.CutLine(e.Reason)))
@@ -194,7 +212,7 @@ func stateLine(e builder.Event, colour bool) string {
 type jsonProgress struct {
 	mu      sync.Mutex
 	w       io.Writer
-	builder string // classic or buildkit
+	builder string // classic or buildkit: the local engine's
 }
 
 // eventJSON is what --progress json writes for a builder.Event; build's
@@ -206,6 +224,7 @@ type eventJSON struct {
 	Phase    builder.Phase `json:"phase"`
 	Builder  string        `json:"builder"`
 	Slot     int           `json:"slot"`
+	Platform string        `json:"platform,omitempty"`
 	Duration float64       `json:"duration,omitempty"`
 	Reason   string        `json:"reason,omitempty"`
 	Error    string        `json:"error,omitempty"`
@@ -225,7 +244,7 @@ const jsonTime = "2006-01-02T15:04:05.000Z07:00"
 func (j *jsonProgress) event(e builder.Event) {
 	out := eventJSON{
 		Time: e.Time.UTC().Format(jsonTime), Image: e.Image.Name, Label: e.Image.Label(),
-		Phase: e.Phase, Builder: j.builder, Slot: e.Slot,
+		Phase: e.Phase, Builder: cmp.Or(e.Builder, j.builder), Slot: e.Slot, Platform: e.Platform,
 		Duration: e.Elapsed.Round(time.Millisecond).Seconds(), Reason: e.Reason,
 	}
 	if e.Err != nil {
