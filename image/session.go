@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
@@ -28,6 +29,7 @@ import (
 type BuildKitEngine interface {
 	Engine
 	DialHijack(ctx context.Context, url, proto string, meta map[string][]string) (net.Conn, error)
+	NetworkInspect(ctx context.Context, networkID string, options client.NetworkInspectOptions) (client.NetworkInspectResult, error)
 }
 
 var _ BuildKitEngine = (*client.Client)(nil)
@@ -77,7 +79,17 @@ func (s *Session) Build(ctx context.Context, req BuildRequest) (Built, error) {
 		// The daemon's BuildKit takes the limits and does nothing with them.
 		fmt.Fprintln(req.Log, "WARNING: container_limits are not applied: the daemon's BuildKit ignores them")
 	}
-	id, err := buildEngine(ctx, &kitEngine{BuildKitEngine: s.eng, secrets: provider}, req)
+	kit := &kitEngine{BuildKitEngine: s.eng, secrets: provider}
+	// An engine started without a bridge (--bridge=none) has no default
+	// network for BuildKit's RUN steps ("network bridge not found"): they
+	// use the host's, as the classic builder's effectively do there.
+	if _, err := s.eng.NetworkInspect(ctx, "bridge", client.NetworkInspectOptions{}); cerrdefs.IsNotFound(err) {
+		kit.network = "host"
+		if req.Log != nil {
+			fmt.Fprintln(req.Log, "the daemon has no bridge network: RUN steps use the host's network")
+		}
+	}
+	id, err := buildEngine(ctx, kit, req)
 	return Built{ID: id, Local: true}, err
 }
 
@@ -165,6 +177,7 @@ func checkSyntax(template string, dockerfile []byte) error {
 type kitEngine struct {
 	BuildKitEngine
 	secrets session.Attachable
+	network string // NetworkMode of every build; "" for the default
 }
 
 func (k *kitEngine) ImageBuild(ctx context.Context, buildContext io.Reader, opts client.ImageBuildOptions) (client.ImageBuildResult, error) {
@@ -195,6 +208,9 @@ func (k *kitEngine) ImageBuild(ctx context.Context, buildContext io.Reader, opts
 
 	opts.Version = buildtypes.BuilderBuildKit
 	opts.SessionID = s.ID()
+	if k.network != "" {
+		opts.NetworkMode = k.network
+	}
 	res, err := k.BuildKitEngine.ImageBuild(ctx, buildContext, opts)
 	if err != nil {
 		err = causeOf(ctx, err)

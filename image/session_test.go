@@ -599,6 +599,11 @@ func (f *kitFake) DialHijack(ctx context.Context, url, proto string, meta map[st
 	return f.dial(ctx)
 }
 
+// NetworkInspect says the daemon has its bridge, as most do.
+func (f *kitFake) NetworkInspect(ctx context.Context, id string, _ client.NetworkInspectOptions) (client.NetworkInspectResult, error) {
+	return client.NetworkInspectResult{}, nil
+}
+
 func (f *kitFake) ImageBuild(ctx context.Context, r io.Reader, opts client.ImageBuildOptions) (client.ImageBuildResult, error) {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return client.ImageBuildResult{}, err
@@ -692,4 +697,25 @@ func TestBuildKitCancel(t *testing.T) {
 // its own, as the pipeline does.
 func buildKit(ctx context.Context, eng BuildKitEngine, img *Image, req BuildRequest, secrets map[string]config.Secret) (string, error) {
 	return buildWith(ctx, NewSession(eng, secrets), img, req)
+}
+
+// TestBuildKitWithoutBridge builds on a daemon started with --bridge=none,
+// whose BuildKit has no default network for RUN steps: they run on the
+// host's network.
+func TestBuildKitWithoutBridge(t *testing.T) {
+	cli := testenv.BridgelessDocker(t)
+	base := testenv.Busybox(t, cli)
+	img := kitImage(t, cli, "bk-nobridge", nil)
+	var log bytes.Buffer
+	_, err := buildKit(t.Context(), cli, img, BuildRequest{
+		Dockerfile: []byte("FROM " + base + "\nRUN echo ran > /ran\n"),
+		NoCache:    true,
+		Log:        &log,
+	}, nil)
+	if err != nil {
+		t.Fatalf("BuildKit on a daemon without a bridge: %v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "RUN steps use the host's network") {
+		t.Errorf("the log does not say the host network is used:\n%s", log.String())
+	}
 }
