@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/docker-pkg/docker-pkg/config"
@@ -393,8 +394,17 @@ func (r *run) verifyPlatforms(ctx context.Context, img *image.Image, res *ImageR
 			pull = p
 			r.emit(Event{Image: img, Phase: PhaseVerifying, Platform: p, Elapsed: time.Since(res.Start), Slot: res.Slot, Builder: res.Builder})
 		}
-		err := b.reg.PullPlatform(ctx, b.engine, ref, pull, log, img.UnverifiedLabel(), img.Label())
+		// The engine keeps repo@digest pointing at the platform pulled
+		// first (here or by an earlier run), and will not point it
+		// elsewhere: drop it (the image keeps its tags), so this platform
+		// can be pulled.
+		if _, err := b.engine.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			fmt.Fprintf(log, "WARNING: removing %s before pulling %s: %v\n", ref, p, err)
+		}
+		err := image.CanRun(pull, own)
 		if err != nil {
+			err = &image.BuildError{Image: img.Label(), Stage: image.StageVerify, Err: err}
+		} else if err = b.reg.PullPlatform(ctx, b.engine, ref, pull, log, img.UnverifiedLabel(), img.Label()); err != nil {
 			err = &image.BuildError{Image: img.Label(), Stage: StagePull, Err: b.redact(err)}
 		} else {
 			if info, ierr := b.engine.ImageInspect(ctx, img.Label()); ierr == nil {

@@ -268,6 +268,25 @@ func (l *locator) current(ctx context.Context, label string) (id string, ok bool
 	return "", false, errors.Join(errs...)
 }
 
+// currentFor returns the ID label has now for platform, where a builder
+// would take it from: the registry's index. ok is false when the
+// registry does not have it, or not for platform.
+func (l *locator) currentFor(ctx context.Context, label, platform string) (id string, ok bool, err error) {
+	rp, isReg := l.remote.(registryPlace)
+	if !isReg {
+		return "", false, nil
+	}
+	ri, err := rp.reg.Resolve(ctx, label)
+	switch {
+	case errors.Is(err, registry.ErrNotPublished):
+		return "", false, nil
+	case err != nil:
+		return "", false, err
+	}
+	id, ok = ri.Platforms[platform]
+	return id, ok, nil
+}
+
 // record reads img's build record where its tag is: the same image in the
 // daemon and the registry, so the place its state was read from first
 // (pulling: the registry, already asked), then the other.

@@ -26,7 +26,10 @@ type Drift struct {
 	// and Now are empty when it is stale only because Parent is.
 	Parent     string
 	Built, Now string
-	Reason     string // plain words, as in Assessment.Reason
+	// Platform, for an image built for several, is the platform for
+	// which Parent changed.
+	Platform string
+	Reason   string // plain words, as in Assessment.Reason
 }
 
 // drift reads img's record and compares it with the image a build would
@@ -48,22 +51,43 @@ func (b *Builder) drift(ctx context.Context, loc *locator, img *image.Image, inp
 			parents = append(parents, p)
 		}
 	}
-	for _, p := range parents {
-		built := rec.Parents[p]
-		if p == rec.BaseName {
-			built = rec.BaseDigest
+	if rec.Platforms != nil {
+		// Built for a list of platforms: each parent, for each platform,
+		// as the registry's index has it now.
+		for _, pl := range slices.Sorted(maps.Keys(rec.Platforms)) {
+			ids := rec.Platforms[pl]
+			for _, p := range slices.Sorted(maps.Keys(ids)) {
+				label, name := b.tree.parentLabel(p)
+				now, ok, err := loc.currentFor(ctx, label, pl)
+				if err != nil {
+					return nil, fmt.Errorf("reading parent %s: %w", label, err)
+				}
+				if ok && now != ids[p] {
+					return &Drift{
+						Image: img, Code: CodeStale, Parent: name, Built: ids[p], Now: now, Platform: pl,
+						Reason: fmt.Sprintf("stale for %s: parent %s is now %s, built on %s", pl, name, now, ids[p]),
+					}, nil
+				}
+			}
 		}
-		label, name := b.tree.parentLabel(p)
-		now, ok, err := loc.current(ctx, label)
-		if err != nil {
-			return nil, fmt.Errorf("reading parent %s: %w", label, err)
-		}
-		// A parent nowhere yet is in the build chain: Plan says so.
-		if ok && now != built {
-			return &Drift{
-				Image: img, Code: CodeStale, Parent: name, Built: built, Now: now,
-				Reason: fmt.Sprintf("stale: parent %s is now %s, built on %s", name, now, built),
-			}, nil
+	} else {
+		for _, p := range parents {
+			built := rec.Parents[p]
+			if p == rec.BaseName {
+				built = rec.BaseDigest
+			}
+			label, name := b.tree.parentLabel(p)
+			now, ok, err := loc.current(ctx, label)
+			if err != nil {
+				return nil, fmt.Errorf("reading parent %s: %w", label, err)
+			}
+			// A parent nowhere yet is in the build chain: Plan says so.
+			if ok && now != built {
+				return &Drift{
+					Image: img, Code: CodeStale, Parent: name, Built: built, Now: now,
+					Reason: fmt.Sprintf("stale: parent %s is now %s, built on %s", name, now, built),
+				}, nil
+			}
 		}
 	}
 	if !inputs {
@@ -78,18 +102,44 @@ func (b *Builder) drift(ctx context.Context, loc *locator, img *image.Image, inp
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", img.Dir, err)
 	}
-	ids := make(map[string]string, len(used))
-	for _, p := range used {
-		id, ok, err := loc.current(ctx, p)
-		if err != nil {
-			return nil, fmt.Errorf("reading parent %s: %w", p, err)
+	in := image.Inputs{Dockerfile: df, BuildDockerfile: bdf, Parents: map[string]string{}}
+	if rec.Platforms != nil {
+		platforms := slices.Sorted(maps.Keys(rec.Platforms))
+		if want := b.platformsOf(img); !slices.Equal(slices.Sorted(slices.Values(want)), platforms) {
+			return &Drift{
+				Image: img, Code: CodeChanged,
+				Reason: fmt.Sprintf("changed since %s was built (for %s, now for %s): run update or add a changelog entry",
+					img.Tag, strings.Join(platforms, ", "), strings.Join(want, ", ")),
+			}, nil
 		}
-		if !ok {
-			return nil, nil // to be built first: nothing to compare with yet
+		in.Platforms = map[string]map[string]string{}
+		for _, pl := range platforms {
+			in.Platforms[pl] = map[string]string{}
+			for _, p := range used {
+				id, ok, err := loc.currentFor(ctx, p, pl)
+				if err != nil {
+					return nil, fmt.Errorf("reading parent %s: %w", p, err)
+				}
+				if !ok {
+					return nil, nil // to be built first: nothing to compare with yet
+				}
+				in.Platforms[pl][p] = id
+			}
 		}
-		ids[p] = id
+		in.Parents = nil // as NewPlatformRecord: the platforms hold them all
+	} else {
+		for _, p := range used {
+			id, ok, err := loc.current(ctx, p)
+			if err != nil {
+				return nil, fmt.Errorf("reading parent %s: %w", p, err)
+			}
+			if !ok {
+				return nil, nil // to be built first: nothing to compare with yet
+			}
+			in.Parents[p] = id
+		}
 	}
-	digest, err := image.InputsDigest(ctx, img.Dir, img.Root, image.Inputs{Dockerfile: df, BuildDockerfile: bdf, Parents: ids})
+	digest, err := image.InputsDigest(ctx, img.Dir, img.Root, in)
 	if err != nil || digest == rec.Inputs {
 		return nil, err
 	}

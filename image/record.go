@@ -260,7 +260,12 @@ func (e *PlatformError) Error() string {
 func (e *PlatformError) Is(target error) bool { return target == ErrPlatform }
 
 func newRecord(ctx context.Context, img *Image, dockerfile, buildDockerfile []byte, revision, base string, ids map[string]string, platforms map[string]map[string]string) (Record, error) {
-	inputs, err := InputsDigest(ctx, img.Dir, img.Root, Inputs{Dockerfile: dockerfile, BuildDockerfile: buildDockerfile, Parents: ids, Platforms: platforms})
+	in := Inputs{Dockerfile: dockerfile, BuildDockerfile: buildDockerfile, Parents: ids}
+	if platforms != nil {
+		// Every platform's parents, whatever order the platforms come in.
+		in.Parents, in.Platforms = nil, platforms
+	}
+	inputs, err := InputsDigest(ctx, img.Dir, img.Root, in)
 	if err != nil {
 		return Record{}, fmt.Errorf("recording the build of %s: %w", img.Label(), err)
 	}

@@ -238,3 +238,36 @@ func removeLabelled(ctx context.Context, c Containers, label string) error {
 func formatVerify(s string, img *Image) string {
 	return strings.NewReplacer("{path}", img.Dir, "{image}", img.Label()).Replace(s)
 }
+
+// qemuNames are the names binfmt-support registers qemu-user-static's
+// emulators under, by GOARCH.
+var qemuNames = map[string]string{
+	"amd64": "x86_64", "arm64": "aarch64", "arm": "arm", "386": "i386",
+	"ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
+}
+
+// CanRun says why this machine cannot run a container of platform
+// (linux/arm64): not its own, and no emulator registered for it in
+// binfmt_misc. nil when it can, or cannot tell.
+func CanRun(platform, own string) error { return canRun(platform, own, "/proc/sys/fs/binfmt_misc") }
+
+func canRun(platform, own, binfmt string) error {
+	if platform == "" || platform == own {
+		return nil
+	}
+	_, arch, _ := strings.Cut(platform, "/")
+	arch, _, _ = strings.Cut(arch, "/")
+	if _, ownArch, _ := strings.Cut(own, "/"); strings.HasPrefix(ownArch, arch) {
+		return nil
+	}
+	name, ok := qemuNames[arch]
+	if !ok {
+		return nil
+	}
+	entry := binfmt + "/qemu-" + name
+	data, err := os.ReadFile(entry)
+	if err == nil && strings.HasPrefix(string(data), "enabled") {
+		return nil
+	}
+	return fmt.Errorf("this machine (%s) cannot run %s images to test them: no emulator in %s; install qemu-user-static and binfmt-support and mount binfmt_misc (scripts/docker-up does), or verify on a %s machine", own, platform, entry, platform)
+}

@@ -238,3 +238,33 @@ func TestVerifyDaemon(t *testing.T) {
 		})
 	}
 }
+
+func TestCanRun(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "qemu-aarch64"), []byte("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "qemu-s390x"), []byte("disabled\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		platform, own string
+		ok            bool
+	}{
+		{"", "linux/amd64", true},
+		{"linux/amd64", "linux/amd64", true},
+		{"linux/arm64", "linux/amd64", true},
+		{"linux/s390x", "linux/amd64", false},
+		{"linux/ppc64le", "linux/amd64", false},
+		{"linux/arm64", "linux/arm64", true},
+	}
+	for _, tt := range tests {
+		err := canRun(tt.platform, tt.own, dir)
+		if (err == nil) != tt.ok {
+			t.Errorf("canRun(%q, %q) = %v, want ok %v", tt.platform, tt.own, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "install qemu-user-static and binfmt-support") {
+			t.Errorf("canRun(%q): %v does not say what to install", tt.platform, err)
+		}
+	}
+}

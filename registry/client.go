@@ -21,6 +21,7 @@ import (
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -670,6 +671,11 @@ func (r *Client) config(ctx context.Context, ref name.Reference) (string, map[st
 		return "", nil, err
 	}
 	img, err := desc.Image()
+	if err != nil && desc.MediaType.IsIndex() {
+		// An index without linux/amd64: every image of a docker-pkg
+		// index holds the same record, the first one will do.
+		img, err = firstImage(desc)
+	}
 	if err != nil {
 		return "", nil, err
 	}
@@ -691,4 +697,22 @@ func (r *Client) config(ctx context.Context, ref name.Reference) (string, map[st
 	}
 	r.labels.put(id.String(), cf.Config.Labels)
 	return id.String(), cf.Config.Labels, nil
+}
+
+// firstImage is the first image of an index, attestations left out.
+func firstImage(desc *remote.Descriptor) (v1.Image, error) {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range im.Manifests {
+		if m.Platform != nil && m.Platform.OS != "unknown" && m.MediaType.IsImage() {
+			return idx.Image(m.Digest)
+		}
+	}
+	return nil, fmt.Errorf("%s: an index of no image", desc.Digest)
 }

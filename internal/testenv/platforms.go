@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/cli/cli/config/types"
 	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/tonistiigi/fsutil"
 )
 
@@ -157,12 +160,23 @@ func Solve(ctx context.Context, c *bkclient.Client, dir, platforms string, expor
 		FrontendAttrs: attrs,
 		LocalMounts:   map[string]fsutil.FS{"context": fs, "dockerfile": fs},
 		Exports:       []bkclient.ExportEntry{export},
+		Session:       []session.Attachable{registryAuth()},
 	}, ch)
 	<-done // Solve closes ch
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, lastLines([]byte(logs.String()), 30))
 	}
 	return nil
+}
+
+// registryAuth gives buildkitd the test user of Registry for every
+// registry: a registry started without Auth takes it all the same.
+func registryAuth() session.Attachable {
+	return authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: func(_ context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+			return types.AuthConfig{Username: RegistryUser, Password: RegistryPassword, ServerAddress: host}, nil
+		},
+	})
 }
 
 // busyboxRootfs lays out a root file system holding the static busybox
