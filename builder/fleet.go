@@ -251,8 +251,8 @@ func (b *Builder) redact(err error) error {
 // built and pushed by digest, without a tag; then each platform is pulled
 // into the local engine by that digest, tagged, and verified, the local
 // engine's own platform last, so it is the one left tagged.
-func (r *run) buildRemote(ctx context.Context, img *image.Image, res *ImageResult, log io.Writer, start time.Time, l lane) error {
-	b := r.b
+func (r *run) buildRemote(ctx context.Context, i int, res *ImageResult, log io.Writer, start time.Time, l lane) error {
+	b, img := r.b, r.chain[i]
 	fail := func(stage image.Stage, err error) error {
 		var be *image.BuildError
 		if errors.As(err, &be) {
@@ -338,7 +338,17 @@ func (r *run) buildRemote(ctx context.Context, img *image.Image, res *ImageResul
 		return fail(image.StageBuild, fmt.Errorf("reading back what %s pushed: %w", r.fleet.pools[l.pool].name, err))
 	}
 	r.handover.put(normalized(img.Label()), pushed)
-	r.emit(Event{Image: img, Phase: PhaseBuilt, Elapsed: time.Since(start), Slot: res.Slot, Builder: res.Builder})
+	res.Held = time.Since(start)
+	r.emit(Event{Image: img, Phase: PhaseBuilt, Elapsed: res.Held, Slot: res.Slot, Builder: res.Builder})
+	// The builder is done with it: its slot goes to the next image while
+	// the test runs here.
+	r.slots.free(i)
+	select {
+	case r.verifying <- struct{}{}:
+		defer func() { <-r.verifying }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	return r.verifyPlatforms(ctx, img, res, log, ref, pushed, explicit, targets)
 }
 

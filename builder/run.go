@@ -79,6 +79,9 @@ type ImageResult struct {
 	Start   time.Time
 	Slot    int
 	Builder string
+	// Held is how long it held its slot: on a fleet, the build, its test
+	// running on this machine after; else Duration.
+	Held time.Duration
 	// Digest is the manifest (or index) a builder elsewhere pushed, by
 	// digest and without a tag: Image.Repo@Digest. Publish tags it. ""
 	// for the local engine.
@@ -200,6 +203,7 @@ func (b *Builder) Build(ctx context.Context, plan *Plan, opts BuildOptions) (*Re
 		order = criticalOrder(parents)
 	}
 	r.slots = newPoolSlots(f.pools, parents, order)
+	r.verifying = make(chan struct{}, b.jobs)
 	r.slots.fits = func(i, p int) bool { return f.fits(b.platformsOf(chain[i]), p) }
 	r.slots.unfit = func(i int) error { return f.unfit(b.platformsOf(chain[i])) }
 
@@ -261,6 +265,10 @@ type run struct {
 	pulls   map[string]*pull // written before any image starts
 	// handover holds, on a fleet, what each image built was pushed as.
 	handover handover
+	// verifying bounds, on a fleet, the tests run at once on this
+	// machine (WithJobs): a builder's slot is given back once the image
+	// is pushed, its test runs here.
+	verifying chan struct{}
 
 	emitMu sync.Mutex
 }
@@ -391,8 +399,11 @@ func (r *run) work(ctx context.Context, i int, l lane, attempt int) (ok, retry b
 	res.Start, res.Slot, res.Builder = start, l.slot, name
 	log := r.log.writer(img.Name)
 	defer log.Close()
-	err := r.buildAndVerify(ctx, img, res, log, start, l)
+	err := r.buildAndVerify(ctx, i, res, log, start, l)
 	res.Duration = time.Since(start)
+	if res.Held == 0 {
+		res.Held = res.Duration
+	}
 	if errors.Is(err, image.ErrBuilderLost) && ctx.Err() == nil && attempt == 1 {
 		var lost *image.LostError
 		errors.As(err, &lost)
@@ -419,9 +430,10 @@ func (r *run) work(ctx context.Context, i int, l lane, attempt int) (ok, retry b
 	return false, false
 }
 
-func (r *run) buildAndVerify(ctx context.Context, img *image.Image, res *ImageResult, log io.Writer, start time.Time, l lane) error {
+func (r *run) buildAndVerify(ctx context.Context, i int, res *ImageResult, log io.Writer, start time.Time, l lane) error {
+	img := r.chain[i]
 	if r.fleet.remote {
-		return r.buildRemote(ctx, img, res, log, start, l)
+		return r.buildRemote(ctx, i, res, log, start, l)
 	}
 	fmt.Fprintf(log, "building %s from %s\n", img.Label(), img.Dir)
 	rendered, err := r.b.renderImage(ctx, img)

@@ -62,6 +62,7 @@ const (
 	slotWaiting  slotState = iota // for its parents or pulls
 	slotAsking                    // in acquire
 	slotHolding                   // doing its work
+	slotFreed                     // its slot given back, its work not done (a test on this machine)
 	slotFinished                  // has its result
 )
 
@@ -162,6 +163,21 @@ func (s *slots) lost(i int) {
 	s.dispatch()
 }
 
+// free gives image i's slot back before i has its result: what is left of
+// its work (its test, on this machine) does not use the slot's builder.
+// The pool counts as where i was built.
+func (s *slots) free(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state[i] != slotHolding {
+		return
+	}
+	s.builtOn[i] = s.held[i].pool
+	s.release(i)
+	s.state[i] = slotFreed
+	s.dispatch()
+}
+
 // finish records image i's end, built or not, and frees its slot if it
 // holds one.
 func (s *slots) finish(i int, built bool) {
@@ -172,6 +188,9 @@ func (s *slots) finish(i int, built bool) {
 			s.builtOn[i] = s.held[i].pool
 		}
 		s.release(i)
+	}
+	if !built {
+		s.builtOn[i] = -1
 	}
 	s.state[i] = slotFinished
 	for _, c := range s.children[i] {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 )
 
 func pools(jobs ...int) []*pool {
@@ -114,5 +115,40 @@ func TestSlotsLostPool(t *testing.T) {
 	s.lost(0)
 	if _, err := s.acquire(ctx, 0); !errors.Is(err, errNoPool) {
 		t.Errorf("acquire with every pool lost = %v, want errNoPool", err)
+	}
+}
+
+func TestSlotsFreeEarly(t *testing.T) {
+	ctx := t.Context()
+	// Two pools of one slot; 1 needs 0; 2 needs nothing.
+	s := newPoolSlots(pools(1, 1), [][]int{{}, {0}, {}}, nil)
+	l0, err := s.acquire(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.free(0) // 0 is pushed, its test runs here: its slot goes on
+	done := make(chan lane)
+	go func() {
+		l, err := s.acquire(ctx, 2)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- l
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("image 2 got no slot though image 0 gave its back")
+	}
+	s.finish(0, true)
+	// 1 goes where its parent was built, though 0 gave the slot back
+	// before its end: the other pool is as free.
+	s.finish(2, true)
+	l1, err := s.acquire(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l1.pool != l0.pool {
+		t.Errorf("image 1 went to pool %d, want %d, its parent's", l1.pool, l0.pool)
 	}
 }
