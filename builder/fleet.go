@@ -292,10 +292,16 @@ func (r *run) buildRemote(ctx context.Context, i int, res *ImageResult, log io.W
 	perPlatform := func(_ context.Context, label string) (map[string]string, error) {
 		return found[label].Platforms, nil
 	}
-	rec, err := image.NewPlatformRecord(ctx, img, rendered.Dockerfile, rendered.BuildDockerfile, r.revision, targets, perPlatform)
+	// The same inputs give the same manifest, bit for bit, on any builder
+	// and in any run: its time is the changelog entry's, its revision the
+	// last commit of its folder. A child's build cache is keyed on the
+	// manifest of its parent: a rebuild of the tree on a fresh builder
+	// then takes every step from the registry cache.
+	rec, err := image.NewPlatformRecord(ctx, img, rendered.Dockerfile, rendered.BuildDockerfile, image.FolderRevision(ctx, img.Dir), targets, perPlatform)
 	if err != nil {
 		return fail(image.StageBuild, err)
 	}
+	rec.Created = img.Date
 	if len(explicit) == 0 {
 		rec.Platforms = nil // built for the builder's own: one image, as on the engine
 	}
@@ -323,6 +329,7 @@ func (r *run) buildRemote(ctx context.Context, i int, res *ImageResult, log io.W
 		Platforms:       explicit,
 		Annotations:     annotations(rec, pins),
 		Insecure:        b.reg.Insecure(img.Label()),
+		Epoch:           img.Date,
 	}
 	if b.cfg.BuildCache == "registry" {
 		req.Cache = img.Repo + ":buildcache"

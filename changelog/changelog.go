@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/docker-pkg/docker-pkg/internal/ref"
 )
@@ -18,6 +20,10 @@ var ErrMalformed = errors.New("malformed changelog")
 type Entry struct {
 	Name    string // source package field: the image's short name
 	Version string // exactly as written, epoch and ~ included
+	// Date is the date of the entry's trailer line (" -- Author <email>
+	// DATE"); zero when it has none that parses. Builds on builders take
+	// it as SOURCE_DATE_EPOCH: the same version, the same image bytes.
+	Date time.Time
 }
 
 // header is dpkg's changelog header regexp (Dpkg::Changelog::Entry::Debian),
@@ -47,7 +53,11 @@ func Parse(path string) (Entry, error) {
 			b = nil
 		}
 		if strings.TrimSpace(string(line)) != "" {
-			return parseHeader(path, n, strings.TrimRight(string(line), "\r"))
+			e, err := parseHeader(path, n, strings.TrimRight(string(line), "\r"))
+			if err == nil {
+				e.Date = trailerDate(b)
+			}
+			return e, err
 		}
 	}
 	return Entry{}, fmt.Errorf("%s: %w: empty changelog", path, ErrMalformed)
@@ -63,4 +73,36 @@ func parseHeader(path string, n int, line string) (Entry, error) {
 		return Entry{}, fmt.Errorf("%s:%d: %w: invalid version %q", path, n, ErrMalformed, m[2])
 	}
 	return Entry{Name: m[1], Version: m[2]}, nil
+}
+
+// trailerDate is the date of the first trailer line of rest, the entry
+// after its header; zero when there is none before the next entry, or it
+// does not parse (the reference's space-padded days do: mail.ParseDate
+// takes them).
+func trailerDate(rest []byte) time.Time {
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if len(line) > 0 && line[0] != ' ' && line[0] != '\t' && strings.TrimSpace(string(line)) != "" {
+			return time.Time{} // the next entry's header: this one has no trailer
+		}
+		after, ok := bytes.CutPrefix(line, []byte(" -- "))
+		if !ok {
+			continue
+		}
+		_, date, ok := strings.Cut(string(after), ">  ")
+		if !ok {
+			return time.Time{}
+		}
+		t, err := mail.ParseDate(strings.TrimSpace(date))
+		if err != nil {
+			return time.Time{}
+		}
+		return t
+	}
+	return time.Time{}
 }

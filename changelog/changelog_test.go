@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 const trailer = "\n  * Update.\n\n -- Jane Doe <jane@example.org>  Mon, 05 Jan 2026 10:00:00 +0100\n"
@@ -144,8 +145,41 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(): %v", err)
 			}
-			if got != tc.want {
+			if got.Name != tc.want.Name || got.Version != tc.want.Version {
 				t.Errorf("Parse() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseDate(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          string // RFC 3339; "" for none
+	}{
+		{"date -R", "foo (1.0) wikimedia; urgency=high\n" + trailer, "2026-01-05T10:00:00+01:00"},
+		{"space-padded day, as the reference wrote", "foo (1.0) wikimedia; urgency=high\n\n  * x\n\n -- A <a@b>  Mon,  5 Jan 2026 10:00:00 +0100\n", "2026-01-05T10:00:00+01:00"},
+		{"CRLF", "foo (1.0) w; urgency=high\r\n\r\n  * x\r\n\r\n -- A <a@b>  Mon, 05 Jan 2026 10:00:00 +0000\r\n", "2026-01-05T10:00:00Z"},
+		{"no trailer, next entry", "foo (1.1) w; urgency=high\n\n  * x\n\nfoo (1.0) w; urgency=high\n" + trailer, ""},
+		{"bad date", "foo (1.0) w; urgency=high\n\n -- A <a@b>  yesterday\n", ""},
+		{"header alone", "foo (1.0) w; urgency=high", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "changelog")
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Parse(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := ""
+			if !got.Date.IsZero() {
+				s = got.Date.Format(time.RFC3339)
+			}
+			if s != tc.want {
+				t.Errorf("Date = %q, want %q", s, tc.want)
 			}
 		})
 	}

@@ -47,7 +47,7 @@ func TestFormatRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := Parse(path)
-	if err != nil || got != (Entry{Name: "foo", Version: "1.0-s1"}) {
+	if err != nil || got.Name != "foo" || got.Version != "1.0-s1" || !got.Date.Equal(e.Date) {
 		t.Fatalf("Parse(Format()) = %+v, %v", got, err)
 	}
 }

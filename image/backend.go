@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/docker-pkg/docker-pkg/config"
 )
@@ -80,6 +81,10 @@ type BuildRequest struct {
 	// Insecure says the registry is reached over plain HTTP (a host in
 	// insecure_registries).
 	Insecure bool
+	// Epoch, when set, is the build's SOURCE_DATE_EPOCH: the time of the
+	// image's configuration and history, so the same inputs give the same
+	// manifest, which is what a child's cache is keyed on.
+	Epoch time.Time
 }
 
 // Built is where a backend left the image it built.

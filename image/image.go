@@ -1,6 +1,10 @@
 package image
 
-import "github.com/docker-pkg/docker-pkg/internal/ref"
+import (
+	"time"
+
+	"github.com/docker-pkg/docker-pkg/internal/ref"
+)
 
 // Naming turns an image's short name and version into Docker references:
 // Repo = registry, namespace and short name joined with "/", empty parts
@@ -33,6 +37,9 @@ type Image struct {
 	Tag        string // Version plus the naming's TagSuffix
 	Depends    []Dependency
 	BuildStage bool // Dockerfile.build.template exists
+	// Date is the date of the changelog's top entry (zero when its
+	// trailer does not say): the image's time on builders.
+	Date time.Time
 	// Platforms are the control file's Platforms, normalized: the
 	// platforms this image is built for instead of the configuration's.
 	// nil: the configuration's.

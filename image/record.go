@@ -292,6 +292,17 @@ func Revision(ctx context.Context, dir string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// FolderRevision returns the last commit that changed dir in the git
+// repository holding it, or "" when there is none (or no git): unlike
+// Revision, it changes only with the image's own files.
+func FolderRevision(ctx context.Context, dir string) string {
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "log", "-1", "--format=%H", "--", ".").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // Parents returns the images rendered Dockerfiles build on: base is the
 // image of the main Dockerfile's first FROM ("" for scratch), all is every
 // image a FROM or a COPY --from names in either, in order, without stage

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -229,19 +230,7 @@ func (r *Remote) Build(ctx context.Context, req BuildRequest) (Built, error) {
 		Exports:       []bkclient.ExportEntry{{Type: bkclient.ExporterImage, Attrs: export}},
 		Session:       attach,
 	}
-	if req.Cache != "" {
-		cache := map[string]string{"ref": req.Cache}
-		if req.Insecure {
-			cache["registry.insecure"] = "true"
-		}
-		opt.CacheImports = []bkclient.CacheOptionsEntry{{Type: "registry", Attrs: cache}}
-		exp := maps.Clone(cache)
-		exp["mode"] = "max"
-		if len(req.Platforms) > 0 {
-			exp["oci-mediatypes"] = "true"
-		}
-		opt.CacheExports = []bkclient.CacheOptionsEntry{{Type: "registry", Attrs: exp}}
-	}
+	opt.CacheImports, opt.CacheExports = cacheEntries(req, req.Cache)
 	log := &tail{w: req.Log}
 	fmt.Fprintf(log, "building on %s (%s)\n", r.name, r.address)
 	resp, err := r.solve(ctx, req.Context, opt, log)
@@ -260,6 +249,24 @@ func (r *Remote) Build(ctx context.Context, req BuildRequest) (Built, error) {
 	}, nil
 }
 
+// cacheEntries import the registry cache at ref and export to it
+// (mode=max: every step's result, not only the final image's); none when
+// ref is "".
+func cacheEntries(req BuildRequest, ref string) (imports, exports []bkclient.CacheOptionsEntry) {
+	if ref == "" {
+		return nil, nil
+	}
+	cache := map[string]string{"ref": ref}
+	if req.Insecure {
+		cache["registry.insecure"] = "true"
+	}
+	exp := maps.Clone(cache)
+	exp["mode"] = "max"
+	exp["oci-mediatypes"] = "true"
+	return []bkclient.CacheOptionsEntry{{Type: "registry", Attrs: cache}},
+		[]bkclient.CacheOptionsEntry{{Type: "registry", Attrs: exp}}
+}
+
 // frontendAttrs are the attributes every solve of req has: the Dockerfile
 // at the root of the context, its pins, the proxy.
 func (r *Remote) frontendAttrs(req BuildRequest) map[string]string {
@@ -271,6 +278,9 @@ func (r *Remote) frontendAttrs(req BuildRequest) map[string]string {
 		for _, k := range []string{"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"} {
 			attrs["build-arg:"+k] = req.HTTPProxy
 		}
+	}
+	if !req.Epoch.IsZero() {
+		attrs["build-arg:SOURCE_DATE_EPOCH"] = strconv.FormatInt(req.Epoch.Unix(), 10)
 	}
 	return attrs
 }
@@ -301,12 +311,17 @@ func (r *Remote) buildStage(ctx context.Context, req BuildRequest, attach []sess
 		attrs["no-cache"] = ""
 	}
 	fmt.Fprintf(log, "building the build stage on %s\n", r.name)
-	_, err := r.solve(ctx, req.Context, bkclient.SolveOpt{
+	opt := bkclient.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: attrs,
 		Exports:       []bkclient.ExportEntry{{Type: bkclient.ExporterLocal, OutputDir: out}},
 		Session:       attach,
-	}, log)
+	}
+	if req.Cache != "" {
+		// A cache of its own: the main build's export would replace it.
+		opt.CacheImports, opt.CacheExports = cacheEntries(req, req.Cache+"-build")
+	}
+	_, err := r.solve(ctx, req.Context, opt, log)
 	return err
 }
 

@@ -25,7 +25,7 @@ import (
 
 // runBuildCmd runs docker-pkg in-process with args, in dir (where the log
 // file goes), with no user config file.
-func runBuildCmd(t *testing.T, dir string, args ...string) (stdout, stderr string, err error) {
+func runBuildCmd(t testing.TB, dir string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // the label cache: never the user's
@@ -52,13 +52,13 @@ func exitCode(err error) int {
 
 // testRepo is a namespace of the test's own under registry (may be
 // empty), holding busybox:static, the test's base image.
-func testRepo(t *testing.T, cli *client.Client, registry string) string {
+func testRepo(t testing.TB, cli *client.Client, registry string) string {
 	t.Helper()
 	return testenv.Namespace(t, cli, registry)
 }
 
 // writeYAML writes doc as YAML to path.
-func writeYAML(t *testing.T, path string, doc map[string]any) {
+func writeYAML(t testing.TB, path string, doc map[string]any) {
 	t.Helper()
 	out, err := yaml.Marshal(doc)
 	if err != nil {
@@ -70,7 +70,7 @@ func writeYAML(t *testing.T, path string, doc map[string]any) {
 }
 
 // writeImage writes one image folder under root.
-func writeImage(t *testing.T, root, name, template, test string) {
+func writeImage(t testing.TB, root, name, template, test string) {
 	t.Helper()
 	dir := filepath.Join(root, name)
 	files := map[string]string{
@@ -94,7 +94,7 @@ func writeImage(t *testing.T, root, name, template, test string) {
 // fixturesCopy copies fixtures/ into a folder of the test's own, its
 // config set to namespace ns and to the base image testRepo tagged there
 // (image_tag finds a base image only in the tree's namespace).
-func fixturesCopy(t *testing.T, ns string) string {
+func fixturesCopy(t testing.TB, ns string) string {
 	t.Helper()
 	work := t.TempDir()
 	if err := os.CopyFS(work, os.DirFS("../../fixtures")); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/moby/moby/client"
 )
 
 // These tests build on real buildkitd processes, started for each test,
@@ -32,7 +33,7 @@ func fleetBuilder(name string, bk *testenv.Buildkitd, jobs int) map[string]any {
 }
 
 // withBuilders writes e's configuration with builders.
-func (e *e2e) withBuilders(t *testing.T, builders ...map[string]any) {
+func (e *e2e) withBuilders(t testing.TB, builders ...map[string]any) {
 	t.Helper()
 	list := make([]any, len(builders))
 	for i, b := range builders {
@@ -43,7 +44,7 @@ func (e *e2e) withBuilders(t *testing.T, builders ...map[string]any) {
 }
 
 // builderColumn reads the summary table: image label -> BUILDER.
-func builderColumn(t *testing.T, stdout string) map[string]string {
+func builderColumn(t testing.TB, stdout string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	in := false
@@ -158,9 +159,10 @@ func TestFleetAtomic(t *testing.T) {
 }
 
 // TestFleetRegistryCache builds the fixtures on one builder with the
-// registry cache, then gives a leaf image a new version and builds it on a
-// fresh builder, whose own state is empty: every step comes from the
-// registry cache.
+// registry cache, then builds them again from nothing on a fresh builder,
+// whose own state is empty: every step of every image comes from the
+// registry cache, and the same inputs give the same manifests. Then a
+// leaf image's new version builds on another fresh builder, all cached.
 func TestFleetRegistryCache(t *testing.T) {
 	e := newE2E(t)
 	bk1 := testenv.BuildKit(t, testenv.BuildKitOptions{})
@@ -172,30 +174,62 @@ func TestFleetRegistryCache(t *testing.T) {
 	if !slices.Contains(e.contents(t)[e.ns+"/app"], "buildcache") {
 		t.Fatalf("no cache in the registry: %v", e.contents(t))
 	}
-	if _, _, err := runBuildCmd(t, e.work, "-c", "config.yaml", "update", "--reason", "Rebuild", "app", "images"); err != nil {
-		t.Fatal(err)
+	digests := map[string]string{}
+	for _, img := range e.images(t) {
+		digests[img.Name] = e.digest(t, img.Label())
+		if _, err := e.cli.ImageRemove(t.Context(), img.Label(), client.ImageRemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
 	}
+
+	allCached := func(t *testing.T, log string, names ...string) {
+		t.Helper()
+		for _, n := range names {
+			steps := regexp.MustCompile(`(?m)\[`+regexp.QuoteMeta(n)+`\] #(\d+) \[[^\]]*\d+/\d+\] (RUN|COPY|ADD) `).FindAllStringSubmatch(log, -1)
+			if len(steps) == 0 {
+				t.Errorf("no step of %s in the log", n)
+			}
+			for _, st := range steps {
+				if !strings.Contains(log, "["+n+"] #"+st[1]+" CACHED") {
+					t.Errorf("step %q of %s was not cached", st[0], n)
+				}
+			}
+		}
+	}
+	names := make([]string, len(fixtureImages))
+	for i, img := range fixtureImages {
+		names[i] = img.name
+	}
+
 	bk2 := testenv.BuildKit(t, testenv.BuildKitOptions{})
 	e.withBuilders(t, fleetBuilder("fresh", bk2, 2))
 	logBefore := len(e.log(t))
-	stdout, stderr, err := e.build(t, "--use-cache")
+	stdout, stderr, err := e.build(t, "--use-cache", "--no-pull")
 	if err != nil {
 		t.Fatalf("build on the fresh builder: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
-	app := e.image(t, "app")
-	if on := builderColumn(t, stdout)[app.Label()]; on != "fresh" {
-		t.Fatalf("%s built on %q, want fresh:\n%s", app.Label(), on, stdout)
-	}
-	log := e.log(t)[logBefore:]
-	steps := regexp.MustCompile(`(?m)\[app\] #(\d+) \[\d+/\d+\] (RUN|COPY|ADD) `).FindAllStringSubmatch(log, -1)
-	if len(steps) == 0 {
-		t.Fatalf("no step of app in the log:\n%s", log)
-	}
-	for _, st := range steps {
-		if !strings.Contains(log, "[app] #"+st[1]+" CACHED") {
-			t.Errorf("step %q of app was not cached", st[0])
+	for label, on := range builderColumn(t, stdout) {
+		if on != "fresh" {
+			t.Errorf("%s built on %q, want fresh", label, on)
 		}
 	}
+	allCached(t, e.log(t)[logBefore:], names...)
+	for _, img := range e.images(t) {
+		if d := e.digest(t, img.Label()); d != digests[img.Name] {
+			t.Errorf("%s is %s rebuilt, was %s: the same inputs, another manifest", img.Name, d, digests[img.Name])
+		}
+	}
+
+	if _, _, err := runBuildCmd(t, e.work, "-c", "config.yaml", "update", "--reason", "Rebuild", "app-plugin", "images"); err != nil {
+		t.Fatal(err)
+	}
+	bk3 := testenv.BuildKit(t, testenv.BuildKitOptions{})
+	e.withBuilders(t, fleetBuilder("fresh2", bk3, 2))
+	logBefore = len(e.log(t))
+	if stdout, stderr, err := e.build(t, "--use-cache"); err != nil {
+		t.Fatalf("build of the new version: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	allCached(t, e.log(t)[logBefore:], "app-plugin")
 }
 
 // TestFleetBuilderKilled kills a builder while it builds: the image it

@@ -48,7 +48,7 @@ type e2e struct {
 // newE2E copies the fixtures and starts a registry holding the fixtures' base image, as a real
 // deployment keeps its base images: build pulls it from there. The daemon
 // does not have it.
-func newE2E(t *testing.T) *e2e {
+func newE2E(t testing.TB) *e2e {
 	t.Helper()
 	// No credentials but the configured ones: not the user's.
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
@@ -89,7 +89,7 @@ func newE2E(t *testing.T) *e2e {
 
 // config writes config.yaml with the test user and password, or with no
 // credentials at all when password is "".
-func (e *e2e) config(t *testing.T, password string) {
+func (e *e2e) config(t testing.TB, password string) {
 	t.Helper()
 	delete(e.doc, "username")
 	delete(e.doc, "password")
@@ -100,14 +100,14 @@ func (e *e2e) config(t *testing.T, password string) {
 }
 
 // build runs docker-pkg -c config.yaml build ARGS images.
-func (e *e2e) build(t *testing.T, args ...string) (stdout, stderr string, err error) {
+func (e *e2e) build(t testing.TB, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	return e.buildDir(t, "images", args...)
 }
 
 // buildDir runs docker-pkg -c config.yaml build ARGS DIR; DIR "." is
 // fixtures/ whole, with the images of failing/.
-func (e *e2e) buildDir(t *testing.T, dir string, args ...string) (stdout, stderr string, err error) {
+func (e *e2e) buildDir(t testing.TB, dir string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	return runBuildCmd(t, e.work, append(append([]string{"-c", "config.yaml", "build"}, args...), dir)...)
 }
@@ -138,7 +138,7 @@ func (e *e2e) image(t *testing.T, name string) *image.Image {
 }
 
 // log is the build log file, every run so far.
-func (e *e2e) log(t *testing.T) string {
+func (e *e2e) log(t testing.TB) string {
 	t.Helper()
 	log, err := os.ReadFile(filepath.Join(e.work, logFile))
 	if err != nil {
@@ -148,7 +148,7 @@ func (e *e2e) log(t *testing.T) string {
 }
 
 // id is the local image ID of ref, "" when the daemon lacks it.
-func (e *e2e) id(t *testing.T, ref string) string {
+func (e *e2e) id(t testing.TB, ref string) string {
 	t.Helper()
 	res, err := e.cli.ImageInspect(t.Context(), ref)
 	if err != nil {
@@ -157,8 +157,23 @@ func (e *e2e) id(t *testing.T, ref string) string {
 	return res.ID
 }
 
+// digest is the manifest digest of label in the registry.
+func (e *e2e) digest(t testing.TB, label string) string {
+	t.Helper()
+	ref, err := name.ParseReference(label, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref, remote.WithContext(t.Context()),
+		remote.WithAuth(&authn.Basic{Username: testenv.RegistryUser, Password: testenv.RegistryPassword}))
+	if err != nil {
+		t.Fatalf("%s: %v", label, err)
+	}
+	return desc.Digest.String()
+}
+
 // removeLocal removes img's tag and latest from the daemon.
-func (e *e2e) removeLocal(t *testing.T, img *image.Image) {
+func (e *e2e) removeLocal(t testing.TB, img *image.Image) {
 	t.Helper()
 	for _, ref := range []string{img.Label(), img.Repo + ":latest"} {
 		if _, err := e.cli.ImageRemove(t.Context(), ref, client.ImageRemoveOptions{Force: true}); err != nil {
@@ -169,7 +184,7 @@ func (e *e2e) removeLocal(t *testing.T, img *image.Image) {
 
 // contents asks the registry itself, not docker-pkg, what it holds:
 // repository -> sorted tags.
-func (e *e2e) contents(t *testing.T) map[string][]string {
+func (e *e2e) contents(t testing.TB) map[string][]string {
 	t.Helper()
 	get := func(path string, v any) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+e.host+path, nil)
