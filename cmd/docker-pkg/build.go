@@ -61,6 +61,12 @@ the images left built by earlier runs and publishes every verified image as its
 tag and latest; --atomic publishes nothing unless every image was built and
 verified.
 
+With builders: in the configuration, images build on those BuildKit daemons
+instead, each taking its jobs images at once, the longest remaining chain
+first; what they build is pushed to the registry by digest, pulled here to be
+tested, and tagged only once verified. platforms: builds each image for
+several platforms, tested one by one. See config.example.yaml and the README.
+
 Progress goes to stderr, one line each time an image changes state; the full
 output of every build goes to ./docker-pkg-build.log, or to stderr with --info
 or --debug; every line is cut to 8 KiB. At the end, stdout gets one table:
@@ -91,9 +97,13 @@ removed); a second one quits at once.
            image     short name; label: the full label
            phase     building, built, verified, failed or skipped (publish
                      step: verifying, verified, publishing, published, failed)
-           builder   classic or buildkit
-           slot      the build slot, 1 to --jobs, the image holds while it
-                     builds and verifies: images of one slot never overlap;
+           builder   the builder of builders: it is on, else the local
+                     engine's: classic or buildkit
+           platform  the platform being verified, for an image built for
+                     several
+           slot      the build slot, 1 to --jobs (to the builder's jobs),
+                     the image holds while it builds (and, on the local
+                     engine, verifies): images of one slot never overlap;
                      0 for none (skipped, failed before building, publish)
            duration  seconds since the image started (built, verified,
                      failed, published)
