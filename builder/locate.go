@@ -113,6 +113,10 @@ type enginePlace struct {
 	once    sync.Once
 	listed  map[string]found // normalized label -> what the list said
 	listErr error            // also set when listing was not worth it
+	// pats is patterns(), made once: covers asks for every label the
+	// list lacks.
+	patsOnce sync.Once
+	pats     []string
 }
 
 // listFactor bounds when one ImageList beats an inspect per image. The
@@ -180,6 +184,11 @@ func (e *enginePlace) worthListing(ctx context.Context) bool {
 // tree: the folder of each (registry/namespace/*), or * for one-component
 // names.
 func (e *enginePlace) patterns() []string {
+	e.patsOnce.Do(func() { e.pats = e.makePatterns() })
+	return e.pats
+}
+
+func (e *enginePlace) makePatterns() []string {
 	var out []string
 	for _, img := range e.tree.Images {
 		p := "*"

@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
+	imagetypes "github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/client"
 )
 
 // BenchmarkPlan measures what `docker-pkg plan` does without a daemon:
@@ -48,6 +50,62 @@ func BenchmarkPlan(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPlanEngine is BenchmarkPlan with the local engine's place
+// itself (one ImageList, then lookups in it) over an engine that answers
+// from memory: the cost of the locator, not of the daemon.
+func BenchmarkPlanEngine(b *testing.B) {
+	for _, n := range []int{200, 2000, 10000} {
+		b.Run(fmt.Sprintf("images=%d", n), func(b *testing.B) {
+			root := syntheticTree(b, n, 6)
+			cfg := &config.Config{ScanWorkers: 8, BaseImages: []string{"docker-registry.example.org/bookworm:20260105"}}
+			naming := image.Naming{Registry: "docker-registry.example.org", Namespace: "releng"}
+			ctx := context.Background()
+			tree, err := scanTree(ctx, root, cfg, naming)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// A third of the images are built, without records.
+			eng := &listEngine{}
+			for i, img := range tree.Images {
+				if i%3 == 0 {
+					eng.items = append(eng.items, imagetypes.Summary{ID: fmt.Sprintf("sha256:%064d", i), RepoTags: []string{img.Label()}})
+				}
+			}
+			for b.Loop() {
+				tree, err := scanTree(ctx, root, cfg, naming)
+				if err != nil {
+					b.Fatal(err)
+				}
+				bl := builderFor(b, tree, cfg, WithEngine(eng))
+				plan, err := bl.Plan(ctx, PlanOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(plan.Chain()) == 0 {
+					b.Fatal("nothing to build")
+				}
+			}
+		})
+	}
+}
+
+// listEngine answers Info and ImageList from memory; any other call
+// panics.
+type listEngine struct {
+	Engine
+	items []imagetypes.Summary
+}
+
+func (e *listEngine) Info(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
+	var r client.SystemInfoResult
+	r.Info.Images = len(e.items)
+	return r, nil
+}
+
+func (e *listEngine) ImageList(context.Context, client.ImageListOptions) (client.ImageListResult, error) {
+	return client.ImageListResult{Items: e.items}, nil
 }
 
 // syntheticTree writes n images in depth levels, grouped in folders of 50
