@@ -14,12 +14,26 @@ import (
 // test's t.Setenv (of HOME, say) could send a build elsewhere.
 var (
 	startEnv            = os.Environ()
-	cacheRoot, cacheErr = os.UserCacheDir()
+	cacheRoot, cacheErr = testCache()
 )
+
+// CacheEnv names the folder test artefacts are kept in, instead of the
+// user's cache folder: a machine whose $HOME must stay untouched sets it.
+const CacheEnv = "DOCKER_PKG_TESTENV_CACHE"
+
+// testCache is $DOCKER_PKG_TESTENV_CACHE, else the user's cache folder
+// (as Go keeps its build cache there). Nothing of docker-pkg's own (its
+// label cache) is ever written there by a test.
+func testCache() (string, error) {
+	if dir := os.Getenv(CacheEnv); dir != "" {
+		return filepath.Abs(dir)
+	}
+	return os.UserCacheDir()
+}
 
 // artefact is something the tests need made once per machine (a binary
 // built from the Go module proxy, a package fetched from Debian) and kept
-// in the user's cache folder, at docker-pkg-testenv/KEY/NAME.
+// in the test cache folder (testCache), at docker-pkg-testenv/KEY/NAME.
 type artefact struct {
 	key, name string
 	timeout   time.Duration
