@@ -69,7 +69,10 @@ func TestFleetFixtures(t *testing.T) {
 	e := newE2E(t)
 	bk1 := testenv.BuildKit(t, testenv.BuildKitOptions{})
 	bk2 := testenv.BuildKit(t, testenv.BuildKitOptions{})
-	e.withBuilders(t, fleetBuilder("bk1", bk1, 1), fleetBuilder("bk2", bk2, 1))
+	// bk2 over its unix socket: both kinds of address.
+	onSocket := fleetBuilder("bk2", bk2, 1)
+	onSocket["address"] = bk2.Socket
+	e.withBuilders(t, fleetBuilder("bk1", bk1, 1), onSocket)
 	stdout, stderr, err := e.build(t)
 	if err != nil {
 		t.Fatalf("build: %v\nstdout:\n%s\nstderr:\n%s\nlog:\n%s", err, stdout, stderr, e.log(t))
