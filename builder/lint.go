@@ -65,9 +65,9 @@ func (b *Builder) Lint(ctx context.Context) ([]Problem, error) {
 		if d.IsDir() && path != t.Dir && strings.HasPrefix(d.Name(), ".") {
 			return filepath.SkipDir // .git
 		}
-		if !d.IsDir() && changelog.IsTemp(d.Name()) {
+		if !d.IsDir() && image.IsTemp(d.Name()) && d.Name() != changelog.LockFile && d.Name() != changelog.JournalFile {
 			problems = append(problems, Problem{ProblemTempFile, path,
-				"a changelog's temporary file, left by an update that died before it finished: compare it with the changelog beside it, then remove it"})
+				"a changelog's temporary file, left by an update that died before it wrote any changelog: the next docker-pkg update removes it (it is never an input of a build)"})
 		}
 		return nil
 	})

@@ -168,7 +168,7 @@ func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Namin
 		w.err = ctx.Err()
 	}
 	switch {
-	case errors.Is(w.err, ErrNotDir):
+	case errors.Is(w.err, ErrNotDir), errors.Is(w.err, ErrIsDir):
 		return nil, w.err
 	case w.err != nil:
 		return nil, fmt.Errorf("scanning %s: %w", abs, w.err)
@@ -196,8 +196,12 @@ func scanWith(ctx context.Context, dir string, cfg *config.Config, n image.Namin
 }
 
 // ErrNotDir is matched by the error of a scan of something that is not a
-// folder, or of an image folder whose changelog or template is a folder.
+// folder.
 var ErrNotDir = errors.New("not a directory")
+
+// ErrIsDir is matched by the error of a scan of an image folder whose
+// changelog or template is a folder.
+var ErrIsDir = errors.New("is a folder")
 
 // walk calls found with every image folder under root and the optional
 // files it holds, as soon as it has read that folder, and returns a
@@ -246,9 +250,9 @@ func walk(ctx context.Context, root string, found func(dir string, present image
 		}
 		switch {
 		case template && changelogDir:
-			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.ChangelogFile), ErrNotDir, image.ChangelogFile))
+			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.ChangelogFile), ErrIsDir, image.ChangelogFile))
 		case changelog && templateDir:
-			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.TemplateFile), ErrNotDir, image.TemplateFile))
+			errs = append(errs, fmt.Errorf("%s: %w: an image's %s must be a file", filepath.Join(dir, image.TemplateFile), ErrIsDir, image.TemplateFile))
 		case template && changelog:
 			found(dir, present)
 		case template:

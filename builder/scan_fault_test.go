@@ -27,13 +27,13 @@ func TestScanNotAFile(t *testing.T) {
 			name:    "changelog is a folder",
 			tree:    []map[string]string{{"a/Dockerfile.template": "FROM scratch\n"}, img("b", "b", "1.0", "", "FROM scratch\n")},
 			dirs:    []string{"a/changelog"},
-			wantErr: "ROOT/a/changelog: not a directory: an image's changelog must be a file",
+			wantErr: "ROOT/a/changelog: is a folder: an image's changelog must be a file",
 		},
 		{
 			name:    "template is a folder",
 			tree:    []map[string]string{{"a/changelog": entry("a", "1.0")}},
 			dirs:    []string{"a/Dockerfile.template"},
-			wantErr: "ROOT/a/Dockerfile.template: not a directory: an image's Dockerfile.template must be a file",
+			wantErr: "ROOT/a/Dockerfile.template: is a folder: an image's Dockerfile.template must be a file",
 		},
 		{
 			// docs/changelog/ beside no template is no image, and no
@@ -69,8 +69,8 @@ func TestScanNotAFile(t *testing.T) {
 				if got != tt.wantErr {
 					t.Errorf("error %q\nwant  %q", got, tt.wantErr)
 				}
-				if tt.scan != "nowhere" && !errors.Is(err, ErrNotDir) {
-					t.Errorf("error %v does not match ErrNotDir", err)
+				if tt.scan != "nowhere" && !errors.Is(err, ErrNotDir) && !errors.Is(err, ErrIsDir) {
+					t.Errorf("error %v matches neither ErrNotDir nor ErrIsDir", err)
 				}
 				return
 			}

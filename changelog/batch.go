@@ -171,6 +171,11 @@ func (b *Batch) Stage(ctx context.Context, path string, entry []byte) error {
 	if crlf(old) {
 		entry = bytes.ReplaceAll(entry, []byte("\n"), []byte("\r\n"))
 	}
+	if n := int64(len(entry) + len(old)); n > MaxSize {
+		// Written, it could never be read again: every later command
+		// would fail on it.
+		return fmt.Errorf("%s: %w: the new entry would make it %d bytes, above the %d docker-pkg reads; move old entries out of it (to changelog.old, say)", real, ErrTooLarge, n, MaxSize)
+	}
 	f, err := os.CreateTemp(filepath.Dir(real), TempPattern)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", real, err)

@@ -500,3 +500,24 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+// TestStageRefusesGrowingPastMaxSize: a changelog just under MaxSize
+// would be over it with the entry, and then unreadable by every command.
+func TestStageRefusesGrowingPastMaxSize(t *testing.T) {
+	dir := t.TempDir()
+	content := oldChangelog + strings.Repeat(" ", MaxSize-len(oldChangelog)-10)
+	path := writeFile(t, filepath.Join(dir, "img", "changelog"), content, 0o644)
+	l := lock(t, dir)
+	b := l.Batch()
+	defer b.Abort()
+	err := b.Stage(t.Context(), path, newEntry)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "the new entry would make it") {
+		t.Fatalf("Stage = %v, want ErrTooLarge saying why", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != content {
+		t.Error("the changelog changed")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "img", ".changelog*")); len(left) > 0 {
+		t.Errorf("left %q", left)
+	}
+}

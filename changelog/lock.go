@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,11 +24,54 @@ import (
 // runs it, whatever its TMPDIR or HOME, and on whatever machine mounts the
 // tree (flock works over NFS on Linux). One file for the whole tree keeps
 // the rule simple: a run that writes changelogs under DIR holds DIR's lock
-// from the moment it reads the tree until its last rename. Two runs given
-// nested folders (images and images/app) take different locks; the
-// version check of a write (see builder's UpdateResult.Write) still keeps
-// the second from losing the first one's entry.
+// from the moment it reads the tree until its last rename. The tree's
+// folder is the top of the git work tree holding DIR, when there is one:
+// two runs given nested folders (images and images/app) then take the same
+// lock and keep the one journal. Outside git, each DIR is its own tree.
 const LockFile = ".docker-pkg.lock"
+
+// Root is the folder whose lock guards the changelogs under dir: the top
+// of the git work tree holding dir, else dir itself (absolute).
+func Root(ctx context.Context, dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "git", "-C", abs, "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return abs, nil
+	}
+	top := strings.TrimSpace(string(out))
+	if rel, err := filepath.Rel(top, abs); err != nil || strings.HasPrefix(rel, "..") || !filepath.IsAbs(top) {
+		return abs, nil
+	}
+	return top, nil
+}
+
+// Pending says whether an update interrupted under dir's root left a
+// journal that the next lock must finish: a command that only reads the
+// tree takes the lock first then (see Acquire), or it would read half a
+// cascade.
+func Pending(ctx context.Context, dir string) bool {
+	// The root is dir or above it: look there, without running git.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for {
+		if _, err := os.Lstat(filepath.Join(abs, JournalFile)); err == nil {
+			root, err := Root(ctx, dir)
+			return err == nil && root == abs
+		}
+		parent := filepath.Dir(abs)
+		if parent == abs {
+			return false
+		}
+		abs = parent
+	}
+}
 
 // ErrLocked is matched by the error Acquire returns with NoWait when
 // another process holds the lock (a *LockedError).
@@ -107,14 +151,18 @@ func Acquire(ctx context.Context, dir string, opts ...Option) (*Lock, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	abs, err := filepath.Abs(dir)
+	tree, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
-	if info, err := os.Stat(abs); err != nil {
-		return nil, fmt.Errorf("locking %s: %w", abs, err)
+	if info, err := os.Stat(tree); err != nil {
+		return nil, fmt.Errorf("locking %s: %w", tree, err)
 	} else if !info.IsDir() {
-		return nil, fmt.Errorf("locking %s: it is not a folder", abs)
+		return nil, fmt.Errorf("locking %s: it is not a folder", tree)
+	}
+	abs, err := Root(ctx, tree)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
 	path := filepath.Join(abs, LockFile)
 	waited := false
@@ -125,7 +173,7 @@ func Acquire(ctx context.Context, dir string, opts ...Option) (*Lock, error) {
 		f, err := tryLock(path)
 		if err == nil {
 			l := &Lock{dir: abs, opts: o, file: f}
-			if l.recovered, err = recoverTree(ctx, abs, o.fault); err != nil {
+			if l.recovered, err = recoverTree(ctx, abs, tree, o.fault); err != nil {
 				l.Release()
 				return nil, err
 			}
@@ -228,7 +276,8 @@ func (l *Lock) held() bool {
 	return l.file != nil
 }
 
-// Dir is the tree's folder, absolute.
+// Dir is the tree's folder, absolute: the root (see Root) of the folder
+// given to Acquire.
 func (l *Lock) Dir() string { return l.dir }
 
 // Recovered says what Acquire found of an interrupted run and did about

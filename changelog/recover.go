@@ -93,17 +93,22 @@ type Recovery struct {
 	// folder of a changelog that is a link out of the tree, whose staged
 	// file is found only through a journal.
 	Removed []string
+	// Lost lists the changelogs of that cascade whose staged file was gone
+	// though they were never written: their entry is not in them, and the
+	// cascade is partial. Give them their entry again (update).
+	Lost []string
 }
 
 // Empty reports whether there was nothing to repair.
 func (r Recovery) Empty() bool {
-	return r.Journal == "" && len(r.Finished) == 0 && len(r.Kept) == 0 && len(r.Removed) == 0
+	return r.Journal == "" && len(r.Finished) == 0 && len(r.Kept) == 0 && len(r.Removed) == 0 && len(r.Lost) == 0
 }
 
-// recoverTree finishes the cascade of a journal in dir, if any, then
-// removes every temporary file under dir. The caller holds the lock, so no
-// other run is writing: every temporary file is a leftover.
-func recoverTree(ctx context.Context, dir string, fault Fault) (Recovery, error) {
+// recoverTree finishes the cascade of a journal in dir, the lock's root,
+// if any, then removes every temporary file under tree (dir or a folder in
+// it). The caller holds the lock, so no other run is writing: every
+// temporary file is a leftover.
+func recoverTree(ctx context.Context, dir, tree string, fault Fault) (Recovery, error) {
 	var r Recovery
 	path := filepath.Join(dir, JournalFile)
 	b, _, err := readRegular(path, maxJournal)
@@ -117,7 +122,7 @@ func recoverTree(ctx context.Context, dir string, fault Fault) (Recovery, error)
 			return r, fmt.Errorf("finishing the interrupted update of %s: %w (the journal is kept; fix this and run again)", path, err)
 		}
 	}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -126,7 +131,7 @@ func recoverTree(ctx context.Context, dir string, fault Fault) (Recovery, error)
 		}
 		if d.IsDir() {
 			// Like the scan: no image, so no staged file, in a hidden folder.
-			if p != dir && strings.HasPrefix(d.Name(), ".") {
+			if p != tree && strings.HasPrefix(d.Name(), ".") {
 				return filepath.SkipDir
 			}
 			return nil
@@ -164,10 +169,16 @@ func replay(ctx context.Context, dir, path string, b []byte, fault Fault, r *Rec
 			return fmt.Errorf("entry %d of the journal is not a staged changelog beside its changelog: %q, %q", i+1, e.Staged, e.Changelog)
 		}
 		targets = append(targets, staged{path: target, tmp: tmp})
-		if _, err := os.Lstat(tmp); errors.Is(err, fs.ErrNotExist) {
-			continue // renamed before the crash
-		}
 		cur, _, err := readRegular(target, MaxSize)
+		if _, serr := os.Lstat(tmp); errors.Is(serr, fs.ErrNotExist) {
+			// Renamed before the crash, unless the changelog is still the one
+			// it was staged from: then its entry was lost (the staged file
+			// removed by hand), and the cascade cannot be whole.
+			if sum := sha256.Sum256(cur); err == nil && hex.EncodeToString(sum[:]) == e.OldSHA256 {
+				r.Lost = append(r.Lost, target)
+			}
+			continue
+		}
 		if sum := sha256.Sum256(cur); err != nil || hex.EncodeToString(sum[:]) != e.OldSHA256 {
 			os.Remove(tmp)
 			r.Kept = append(r.Kept, target)

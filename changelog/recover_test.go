@@ -163,3 +163,72 @@ func crash(t *testing.T, step string, n int, dir string, paths []string) {
 		t.Fatalf("helper: %v, want killed at %s %d; stderr:\n%s", err, step, n, stderr.String())
 	}
 }
+
+// A staged file removed by hand after the crash, its changelog never
+// written: recovery says the entry was lost instead of taking it for
+// written.
+func TestRecoverLost(t *testing.T) {
+	dir, paths := tree(t, 3)
+	l := lock(t, dir, WithFault(func(_ context.Context, s Step, _ int) error {
+		if s == StepJournaled {
+			return errors.New("crash")
+		}
+		return nil
+	}))
+	b := l.Batch()
+	stageAll(t, b, paths)
+	var inc *IncompleteError
+	if err := b.Commit(t.Context()); !errors.As(err, &inc) {
+		t.Fatalf("Commit() = %v, want incomplete", err)
+	}
+	l.Release()
+	staged, _ := filepath.Glob(filepath.Join(filepath.Dir(paths[1]), ".changelog.docker-pkg-*.tmp"))
+	if len(staged) != 1 {
+		t.Fatalf("staged files beside %s: %q", paths[1], staged)
+	}
+	if err := os.Remove(staged[0]); err != nil {
+		t.Fatal(err)
+	}
+	r := lock(t, dir).Recovered()
+	if !slices.Equal(r.Lost, paths[1:2]) || !slices.Equal(r.Finished, []string{paths[0], paths[2]}) {
+		t.Errorf("Recovered() = %+v, want %s lost, the others finished", r, paths[1])
+	}
+	assertContent(t, paths[1], oldChangelog)
+}
+
+// Two trees of one git work tree, one inside the other, share one lock
+// and one journal: a run on the inner folder waits for one on the outer.
+func TestLockRootIsTheWorkTree(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	dir, _ := tree(t, 2)
+	if out, err := exec.Command("git", "-C", dir, "init", "-q").CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	inner := filepath.Join(dir, "inner")
+	if err := os.MkdirAll(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := Root(t.Context(), inner)
+	if err != nil || root != dir {
+		t.Fatalf("Root(%s) = %q, %v; want %s", inner, root, err, dir)
+	}
+	outer := lock(t, dir)
+	_, err = Acquire(t.Context(), inner, NoWait())
+	var le *LockedError
+	if !errors.As(err, &le) || le.Dir != dir {
+		t.Fatalf("Acquire(inner) while the outer tree is locked = %v, want a LockedError on %s", err, dir)
+	}
+	outer.Release()
+	l, err := Acquire(t.Context(), inner, NoWait())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	// Outside git, a folder is its own root.
+	plain := t.TempDir()
+	if root, _ := Root(t.Context(), plain); root != plain {
+		t.Errorf("Root(%s) = %q outside git", plain, root)
+	}
+}

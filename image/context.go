@@ -15,7 +15,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 )
@@ -294,7 +293,7 @@ func (w *walker) walk(real, rel string, followed []string) error {
 			return fmt.Errorf("matching %s against .dockerignore: %w", name, err)
 		case skipDir, out && !d.IsDir() && !isLink, name == "Dockerfile":
 			continue
-		case changelog.IsInternal(d.Name()):
+		case IsTemp(d.Name()):
 			// A staged changelog or the journal of an update: never an input,
 			// never sent to the daemon.
 			continue

@@ -395,7 +395,7 @@ func TestContextSkipsUpdateLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeTree(t, src, map[string]string{".changelog.docker-pkg-123.tmp": "half", ".docker-pkg.journal": "{}"})
+	writeTree(t, src, map[string]string{".changelog.docker-pkg-123.tmp": "half", ".docker-pkg.journal": "{}", ".control.docker-pkg-9.tmp": "Depends: x\n"})
 	after, err := InputsDigest(t.Context(), src, "", Inputs{Dockerfile: []byte("FROM scratch\n")})
 	if err != nil {
 		t.Fatal(err)

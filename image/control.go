@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/docker-pkg/docker-pkg/changelog"
 )
 
 // AddDepends adds names to the Depends of the control file at path, for
@@ -138,10 +140,25 @@ func addDepends(text string, names []string) string {
 	return strings.Join(lines, "")
 }
 
+// controlTemp is the name of AddDepends' temporary file beside a control
+// file: a kill -9 may leave one.
+const controlTemp = ".control.docker-pkg-*.tmp"
+
+// IsTemp reports whether name is a temporary file of docker-pkg's beside
+// an image's files (a changelog's or a control file's, say): never an
+// input of a build, never sent to the builder.
+func IsTemp(name string) bool {
+	if changelog.IsInternal(name) {
+		return true
+	}
+	ok, _ := filepath.Match(controlTemp, name)
+	return ok
+}
+
 // writeAtomic replaces path with data: written in full next to it, synced,
 // then renamed over it.
 func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".control.docker-pkg-*.tmp")
+	tmp, err := os.CreateTemp(filepath.Dir(path), controlTemp)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}

@@ -62,6 +62,9 @@ func runLint(ctx context.Context, g *globals, o *lintOptions, dir string, stdout
 	if err != nil {
 		return err
 	}
+	if err := finishUpdate(ctx, dir, stderr); err != nil {
+		return err
+	}
 	open := func() (*builder.Builder, error) {
 		return builder.New(ctx, dir, cfg, builder.WithLenient(), builder.WithLogger(g.logger(stderr)))
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker-pkg/docker-pkg/builder"
+	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/registry"
 	"github.com/moby/moby/client"
@@ -108,6 +109,9 @@ func (g *globals) open(ctx context.Context, dir string, docker *client.Client, s
 
 // openWith is open with the configuration already loaded.
 func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, docker *client.Client, stderr io.Writer, opts ...builder.Option) (*builder.Builder, error) {
+	if err := finishUpdate(ctx, dir, stderr); err != nil {
+		return nil, err
+	}
 	var reg *registry.Client
 	if g.offline {
 		if cfg.Registry != "" {
@@ -137,6 +141,20 @@ func (g *globals) openWith(ctx context.Context, cfg *config.Config, dir string, 
 		}
 	}
 	return b, nil
+}
+
+// finishUpdate finishes the cascade of an update killed in the middle of
+// its renames, which left a journal: until the lock finishes it the tree
+// holds half a cascade, which no command may read as it is.
+func finishUpdate(ctx context.Context, dir string, stderr io.Writer) error {
+	if !changelog.Pending(ctx, dir) {
+		return nil
+	}
+	lock, err := lockTree(ctx, dir, &updateOptions{}, stderr)
+	if err != nil {
+		return err
+	}
+	return lock.Release()
 }
 
 // hintOffline says once, when err means the registry could not be reached

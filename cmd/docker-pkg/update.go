@@ -230,20 +230,28 @@ func lockTree(ctx context.Context, dir string, o *updateOptions, stderr io.Write
 	if err != nil {
 		return nil, err
 	}
-	r := lock.Recovered()
+	reportRecovery(stderr, lock.Recovered())
+	return lock, nil
+}
+
+// reportRecovery says on stderr what taking the lock repaired of an
+// interrupted update.
+func reportRecovery(stderr io.Writer, r changelog.Recovery) {
 	switch {
 	case r.Journal != "" && len(r.Finished) > 0:
 		fmt.Fprintf(stderr, "docker-pkg: finished an update interrupted while writing changelogs (journal %s): wrote the last %d\n", r.Journal, len(r.Finished))
-	case r.Journal != "":
+	case r.Journal != "" && len(r.Lost) == 0:
 		fmt.Fprintf(stderr, "docker-pkg: an update interrupted after writing its changelogs left its journal %s: removed it\n", r.Journal)
 	}
 	for _, p := range r.Kept {
 		fmt.Fprintf(stderr, "docker-pkg: %s changed since an interrupted update staged its entry: left as it is\n", p)
 	}
+	for _, p := range r.Lost {
+		fmt.Fprintf(stderr, "docker-pkg: WARNING: %s never got the entry an interrupted update staged for it (its staged file was removed): that cascade is partial; run the update again for it\n", p)
+	}
 	if len(r.Removed) > 0 {
 		fmt.Fprintf(stderr, "docker-pkg: removed %d temporary files of an interrupted update\n", len(r.Removed))
 	}
-	return lock, nil
 }
 
 // writeUpdate prints the changes of res, each with why when it has a

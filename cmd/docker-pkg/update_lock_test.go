@@ -294,6 +294,34 @@ func TestUpdateKilled(t *testing.T) {
 	}
 }
 
+// A command that only reads the tree, run after an update killed in the
+// middle of its renames, first finishes the cascade: it never plans (or
+// builds, or lints) half of one.
+func TestReadAfterKilledUpdate(t *testing.T) {
+	bin := buildBinary(t)
+	for _, cmd := range []string{"plan", "lint", "render"} {
+		t.Run(cmd, func(t *testing.T) {
+			dir := fixtureTree(t)
+			_, stderr, err := bin.run(t, []string{"DOCKER_PKG_TEST_KILL_AT=renamed:2"}, "update", "--reason", "killed", "runtime", dir)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("update: %v, want killed\n%s", err, stderr)
+			}
+			if got := holding(readChangelogs(t, dir), "killed"); len(got) == 0 || len(got) == len(runtimeCascade) {
+				t.Fatalf("after the kill the reason is in %v: want part of the cascade", got)
+			}
+			_, stderr, _ = bin.run(t, nil, cmd, dir)
+			want := "docker-pkg: finished an update interrupted while writing changelogs (journal " + filepath.Join(dir, ".docker-pkg.journal") + "): wrote the last 2"
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%s said %q, want %q", cmd, stderr, want)
+			}
+			if got := holding(readTree(t, dir), "killed"); !slices.Equal(got, runtimeCascade) {
+				t.Errorf("after %s the reason is in %v, want %v", cmd, got, runtimeCascade)
+			}
+		})
+	}
+}
+
 // What update refuses, naming the file or the flag, with nothing written;
 // and a CRLF changelog keeps CRLF.
 func TestUpdateRefuses(t *testing.T) {
@@ -361,4 +389,24 @@ func TestUpdateRefuses(t *testing.T) {
 			t.Errorf("a bare LF in a CRLF changelog: %q", got)
 		}
 	})
+}
+
+// readChangelogs maps each changelog under dir to its content, whatever
+// else is there.
+func readChangelogs(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	logs := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "changelog" {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		logs[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logs
 }
