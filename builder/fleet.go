@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
+	"github.com/docker-pkg/docker-pkg/changelog"
 	"github.com/docker-pkg/docker-pkg/config"
 	"github.com/docker-pkg/docker-pkg/image"
 	"github.com/docker-pkg/docker-pkg/registry"
@@ -301,7 +303,11 @@ func (r *run) buildRemote(ctx context.Context, i int, res *ImageResult, log io.W
 	if err != nil {
 		return fail(image.StageBuild, err)
 	}
-	rec.Created = img.Date
+	epoch, err := changelog.Date(filepath.Join(img.Dir, image.ChangelogFile))
+	if err != nil {
+		return fail(image.StageBuild, err)
+	}
+	rec.Created = epoch
 	if len(explicit) == 0 {
 		rec.Platforms = nil // built for the builder's own: one image, as on the engine
 	}
@@ -329,7 +335,7 @@ func (r *run) buildRemote(ctx context.Context, i int, res *ImageResult, log io.W
 		Platforms:       explicit,
 		Annotations:     annotations(rec, pins),
 		Insecure:        b.reg.Insecure(img.Label()),
-		Epoch:           img.Date,
+		Epoch:           epoch,
 	}
 	if b.cfg.BuildCache == "registry" {
 		req.Cache = img.Repo + ":buildcache"

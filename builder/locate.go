@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -410,6 +411,13 @@ func localID(ctx context.Context, engine Engine, label string) (string, error) {
 // normalized is ref in its full form (docker.io/library/...), or ref
 // itself when it does not parse (`<none>:<none>`).
 func normalized(ref string) string {
+	// Already in full form when it names its registry: what our labels
+	// always do. Parsing is a good part of a plan's time otherwise.
+	// docker.io is the exception: it still wants library/ for one-part names.
+	if i := strings.IndexByte(ref, '/'); i > 0 && ref[:i] != "docker.io" &&
+		(strings.ContainsAny(ref[:i], ".:") || ref[:i] == "localhost") {
+		return ref
+	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return ref

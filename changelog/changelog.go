@@ -20,10 +20,6 @@ var ErrMalformed = errors.New("malformed changelog")
 type Entry struct {
 	Name    string // source package field: the image's short name
 	Version string // exactly as written, epoch and ~ included
-	// Date is the date of the entry's trailer line (" -- Author <email>
-	// DATE"); zero when it has none that parses. Builds on builders take
-	// it as SOURCE_DATE_EPOCH: the same version, the same image bytes.
-	Date time.Time
 }
 
 // header is dpkg's changelog header regexp (Dpkg::Changelog::Entry::Debian),
@@ -53,11 +49,7 @@ func Parse(path string) (Entry, error) {
 			b = nil
 		}
 		if strings.TrimSpace(string(line)) != "" {
-			e, err := parseHeader(path, n, strings.TrimRight(string(line), "\r"))
-			if err == nil {
-				e.Date = trailerDate(b)
-			}
-			return e, err
+			return parseHeader(path, n, strings.TrimRight(string(line), "\r"))
 		}
 	}
 	return Entry{}, fmt.Errorf("%s: %w: empty changelog", path, ErrMalformed)
@@ -73,6 +65,30 @@ func parseHeader(path string, n int, line string) (Entry, error) {
 		return Entry{}, fmt.Errorf("%s:%d: %w: invalid version %q", path, n, ErrMalformed, m[2])
 	}
 	return Entry{Name: m[1], Version: m[2]}, nil
+}
+
+// Date reads the date of the top entry of the changelog at path, from its
+// trailer line (" -- Author <email>  DATE"): zero when it has none that
+// parses. Builds on builders take it as SOURCE_DATE_EPOCH, so the same
+// version gives the same image bytes. Parse leaves it: the scan of a
+// large tree has no use for it.
+func Date(path string) (time.Time, error) {
+	b, _, err := readRegular(path, MaxSize)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading changelog: %w", err)
+	}
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if strings.TrimSpace(string(line)) != "" {
+			return trailerDate(b), nil // the header: the trailer follows
+		}
+	}
+	return time.Time{}, nil
 }
 
 // trailerDate is the date of the first trailer line of rest, the entry

@@ -152,7 +152,7 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestParseDate(t *testing.T) {
+func TestDate(t *testing.T) {
 	tests := []struct {
 		name, content string
 		want          string // RFC 3339; "" for none
@@ -170,13 +170,13 @@ func TestParseDate(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := Parse(path)
+			got, err := Date(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			s := ""
-			if !got.Date.IsZero() {
-				s = got.Date.Format(time.RFC3339)
+			if !got.IsZero() {
+				s = got.Format(time.RFC3339)
 			}
 			if s != tc.want {
 				t.Errorf("Date = %q, want %q", s, tc.want)

@@ -47,7 +47,8 @@ func TestFormatRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := Parse(path)
-	if err != nil || got.Name != "foo" || got.Version != "1.0-s1" || !got.Date.Equal(e.Date) {
+	date, derr := Date(path)
+	if err != nil || derr != nil || got.Name != "foo" || got.Version != "1.0-s1" || !date.Equal(e.Date) {
 		t.Fatalf("Parse(Format()) = %+v, %v", got, err)
 	}
 }

@@ -1,10 +1,6 @@
 package image
 
-import (
-	"time"
-
-	"github.com/docker-pkg/docker-pkg/internal/ref"
-)
+import "github.com/docker-pkg/docker-pkg/internal/ref"
 
 // Naming turns an image's short name and version into Docker references:
 // Repo = registry, namespace and short name joined with "/", empty parts
@@ -37,9 +33,6 @@ type Image struct {
 	Tag        string // Version plus the naming's TagSuffix
 	Depends    []Dependency
 	BuildStage bool // Dockerfile.build.template exists
-	// Date is the date of the changelog's top entry (zero when its
-	// trailer does not say): the image's time on builders.
-	Date time.Time
 	// Platforms are the control file's Platforms, normalized: the
 	// platforms this image is built for instead of the configuration's.
 	// nil: the configuration's.

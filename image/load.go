@@ -75,7 +75,6 @@ func LoadListed(dir string, n Naming, p Present) (*Image, error) {
 		Repo:       n.Repo(entry.Name),
 		Tag:        entry.Version + n.TagSuffix,
 		BuildStage: p.BuildTemplate,
-		Date:       entry.Date,
 	}
 	if err := ref.CheckTag(img.Tag); err != nil {
 		return nil, fmt.Errorf("%s: %w: version %q gives the tag %q, which Docker does not accept: %s",

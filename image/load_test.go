@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/docker-pkg/docker-pkg/changelog"
 )
@@ -211,11 +210,6 @@ func TestLoad(t *testing.T) {
 			}
 			want := tt.want
 			want.Dir = dir
-			// Every changelog here is entry()'s, dated as it says.
-			if d := time.Date(2026, time.January, 5, 10, 0, 0, 0, time.FixedZone("", 3600)); !got.Date.Equal(d) {
-				t.Errorf("Date = %v, want %v", got.Date, d)
-			}
-			want.Date = got.Date
 			for i := range want.Depends {
 				want.Depends[i].File = filepath.Join(dir, "control")
 			}

@@ -31,7 +31,7 @@ import (
 // all published already, against the registry on loopback with htpasswd
 // auth and scan_workers: 8: every image is checked in the registry and
 // the daemon, its build record read and compared with what a build would
-// make now, and nothing is built. Target: under 1s.
+// make now, and nothing is built. Target: under 0.5 s.
 //
 // The registry holds empty images written directly, each with the build
 // record a real build would have given it, so that the run finds every
