@@ -42,8 +42,9 @@ type locator struct {
 
 	mu      sync.Mutex
 	lookups map[lookupKey]*lookup
-	// unreachable is the first registry error that says the registry
-	// could not be reached at all (see Unreachable).
+	// unreachable is the first registry failure that says the registry
+	// could not be reached at all (registry.Down): the one cause of every
+	// image in CodeUnreachable.
 	unreachable error
 }
 
@@ -92,7 +93,7 @@ func (l *locator) find(ctx context.Context, remote bool, label string) (found, e
 		if remote && registry.Unreachable(lk.err) {
 			l.mu.Lock()
 			if l.unreachable == nil {
-				l.unreachable = lk.err
+				l.unreachable = registry.Down(lk.err)
 			}
 			l.mu.Unlock()
 		}
@@ -328,7 +329,13 @@ func (l *locator) record(ctx context.Context, img *image.Image) (image.Record, b
 // and the reason says so.
 func (l *locator) state(ctx context.Context, img *image.Image) Assessment {
 	label := img.Label()
-	failed := func(err error) Assessment { return Assessment{Error, CodeCheckFailed, err.Error()} }
+	failed := func(err error) Assessment {
+		if registry.Unreachable(err) {
+			// One cause for the whole tree, said once (Plan.Unreachable).
+			return Assessment{Error, CodeUnreachable, "registry unreachable"}
+		}
+		return Assessment{Error, CodeCheckFailed, err.Error()}
+	}
 	notBuilt := Assessment{ToBuild, CodeNotBuilt, "not built"}
 	switch {
 	case l.local == nil:

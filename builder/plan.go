@@ -33,6 +33,7 @@ const (
 	CodeBuiltLocally Code = "built_locally" // in the local daemon
 	CodePublished    Code = "published"     // in the registry
 	CodeCheckFailed  Code = "check_failed"  // asking the daemon or registry failed
+	CodeUnreachable  Code = "unreachable"   // the registry could not be reached at all (Plan.Unreachable says why)
 	// State to_build, though a build is or was in the local daemon: only
 	// an image that passed its test counts as built.
 	CodeUnverified Code = "unverified"  // built, but its test never ended (interrupted or killed)
@@ -154,9 +155,9 @@ type Plan struct {
 	loc             *locator // where the states were read; nil in tests
 }
 
-// Unreachable returns the first error of the registry that says it could
-// not be reached at all (see Unreachable), or nil: every image it was asked
-// about is then in Error.
+// Unreachable returns why the registry could not be reached at all
+// (registry.Down), or nil: every image it was asked about is then in
+// Error with CodeUnreachable, and this is the one cause to report.
 func (p *Plan) Unreachable() error {
 	if p.loc == nil {
 		return nil

@@ -412,6 +412,20 @@ func Unreachable(err error) bool {
 	return errors.Is(err, ErrUnreachable) || cannotConnect(err)
 }
 
+// Down is the failure, out of err, that says a registry could not be
+// reached at all, as it was first met: the one cause that every call to
+// that registry failed with. nil when err is not one.
+func Down(err error) error {
+	var u *unreachableError
+	if errors.As(err, &u) {
+		return u
+	}
+	if cannotConnect(err) {
+		return err
+	}
+	return nil
+}
+
 // cannotConnect says whether err means the host is not there. Timeouts
 // and resets are retried; these are not.
 func cannotConnect(err error) bool {

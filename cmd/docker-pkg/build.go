@@ -216,7 +216,7 @@ func runBuild(ctx context.Context, g *globals, o *buildFlags, dir string, stdout
 	if err != nil {
 		return err
 	}
-	g.hintOffline(errw, cfg, plan.Unreachable())
+	g.reportUnreachable(errw, plan)
 	// Build refuses nothing the reference built, but says what it knows.
 	for _, w := range plan.Warnings() {
 		before.warn(w)

@@ -50,6 +50,7 @@ func TestOffline(t *testing.T) {
 		"base_images": []string{registry + "/" + ns + "/busybox:static"},
 	})
 	writeImage(t, filepath.Join(work, "images"), "solo", "FROM {{ \"busybox\" | image_tag }}\nRUN echo solo > /solo\n", "")
+	writeImage(t, filepath.Join(work, "images"), "duo", "FROM {{ \"solo\" | image_tag }}\n", "")
 	label := registry + "/" + ns + "/solo:1.0-1"
 	const hint = "use --offline"
 	const said = "docker-pkg: offline: not contacting the registry " + registry
@@ -61,6 +62,12 @@ func TestOffline(t *testing.T) {
 	}
 	if n := strings.Count(stderr, hint); n != 1 || !strings.Contains(stdout, "error") {
 		t.Errorf("plan without --offline: stderr says %q %d times, want once, and the image in error:\n%s\n%s", hint, n, stdout, stderr)
+	}
+	// One registry failure, said once: each image only refers to it.
+	unchecked := regexp.MustCompile(`(?m)^- +error +\S+ +registry unreachable$`)
+	if n := len(unchecked.FindAllString(stdout, -1)); n != 2 || strings.Count(stdout+stderr, "cannot reach") != 1 ||
+		!strings.Contains(stderr, "docker-pkg: cannot reach the registry "+registry+": ") {
+		t.Errorf("plan without --offline: want both images unchecked for one cause, said once on stderr:\nstdout:\n%s\nstderr:\n%s", stdout, stderr)
 	}
 
 	for _, args := range [][]string{{"--offline", "plan"}, {"plan", "--offline"}} {

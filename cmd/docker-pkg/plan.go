@@ -116,7 +116,7 @@ func runPlan(ctx context.Context, g *globals, o *planOptions, dir string, stdout
 	if err != nil {
 		return err
 	}
-	g.hintOffline(stderr, cfg, plan.Unreachable())
+	g.reportUnreachable(stderr, plan)
 	entries := plan.Entries
 	if o.why != "" {
 		if entries, err = plan.Why(o.why); err != nil {

@@ -167,6 +167,18 @@ func (g *globals) hintOffline(stderr io.Writer, cfg *config.Config, err error) {
 	fmt.Fprintf(stderr, "docker-pkg: the registry %s cannot be reached; to work from the local Docker daemon alone, without it, use --offline\n", cfg.Registry)
 }
 
+// reportUnreachable says once why the registry could not be reached, when
+// a plan met that (the images it left unchecked say only "registry
+// unreachable"), and that --offline exists.
+func (g *globals) reportUnreachable(stderr io.Writer, plan *builder.Plan) {
+	down := plan.Unreachable()
+	if down == nil || g.hinted || g.offline {
+		return
+	}
+	g.hinted = true
+	fmt.Fprintf(stderr, "docker-pkg: %v\ndocker-pkg: to work from the local Docker daemon alone, without the registry, use --offline\n", down)
+}
+
 // longDigest is a sha256 digest as image IDs and build records hold them.
 var longDigest = regexp.MustCompile(`\bsha256:([0-9a-f]{12})[0-9a-f]{52}\b`)
 
