@@ -37,6 +37,7 @@ fi
 	echo "bench: no reference docker-pkg at $ref" >&2
 	exit 1
 }
+ref=$(realpath "$ref") # the comparisons run in a scratch directory
 
 # median_ms runs a command RUNS times (after one warm-up), quietly, and
 # prints the median wall time in milliseconds.

@@ -420,6 +420,7 @@ func InputsDigest(ctx context.Context, dir, root string, in Inputs) (string, err
 			item("platform-parent", p, ref, in.Platforms[p][ref])
 		}
 	}
+	buf := make([]byte, 32<<10)
 	err := walkContext(ctx, dir, root, func(rel string, info fs.FileInfo, path string) error {
 		mode := strconv.FormatUint(uint64(info.Mode()&(fs.ModeType|fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)), 8)
 		switch {
@@ -438,7 +439,9 @@ func InputsDigest(ctx context.Context, dir, root string, in Inputs) (string, err
 			}
 			defer f.Close()
 			fmt.Fprintf(h, "file 3\n%d:%s\n%d:%s\n%d:", len(rel), rel, len(mode), mode, info.Size())
-			n, err := io.Copy(h, f)
+			// Through one buffer for every file: io.Copy would take
+			// File.WriteTo, which makes a new one for each.
+			n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf)
 			if err != nil {
 				return err
 			}
