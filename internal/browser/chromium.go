@@ -145,8 +145,15 @@ func (c *Chromium) run(ctx context.Context, args ...string) ([]byte, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(profile)
+	// Chromium keeps its singleton socket in a folder of $TMPDIR that
+	// outlives a killed browser: inside the profile, it goes with it.
+	tmp := filepath.Join(profile, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, err
+	}
 
 	cmd := exec.CommandContext(ctx, c.Path, append(flags(profile), args...)...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	var stdout bytes.Buffer
 	stderr := &tail{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = &limited{w: &stdout, n: 64 << 20}, stderr
