@@ -99,6 +99,10 @@ compare() {
 		"$ref_noop" "$our_noop" "$(echo "$ref_noop / $our_noop" | bc -l)"
 }
 
+# The reference's wrapper makes a folder for its XDG_CONFIG_HOME at every
+# call unless given one: one, in $work, for them all.
+export DOCKER_PKG_REF_XDG=$work/ref-xdg
+mkdir "$DOCKER_PKG_REF_XDG"
 cd "$work"
 # The fixtures, in this namespace so that cleaning up removes them.
 cp -r "$OLDPWD/fixtures" fixtures
